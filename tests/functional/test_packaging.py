@@ -1,0 +1,132 @@
+"""Both installation routes load opskit.
+
+pip route: the wheel built from setup.py, installed into a fresh virtualenv, registers
+``saltext.opskit`` on the ``salt.loader`` entry point; a minion there loads opskit's
+modules with no configuration, and a master's loaders include opskit's pillar and runner
+directories. (The classic route, file_roots + saltutil.sync_all, is exercised on real
+minions in tests/integration/test_lab.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+
+# Salt loader type -> directory in the checkout (the mapping setup.py installs).
+LOADER_DIRS = {
+    "modules": "_modules",
+    "states": "_states",
+    "pillar": "_pillar",
+    "runners": "_runners",
+    "utils": "_utils",
+}
+
+
+@pytest.fixture(scope="module")
+def pip_venv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pip-route")
+    wheels = tmp / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+        cwd=tmp,
+    )
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # Salt and its dependencies come from the test virtualenv; only opskit is installed.
+    (venv / "lib").joinpath(site.split("/lib/", 1)[1], "test-deps.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n"
+    )
+    wheel = next(wheels.glob("saltext_opskit-*.whl"))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+    )
+    return {"python": python, "site": site, "root": tmp}
+
+
+def _run_python(pip_venv, code: str) -> dict:
+    proc = subprocess.run(
+        [str(pip_venv["python"]), "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=pip_venv["root"],
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_wheel_installs_every_loader_dir_under_saltext_opskit(pip_venv):
+    package = pathlib.Path(pip_venv["site"]) / "saltext" / "opskit"
+    for kind, source in LOADER_DIRS.items():
+        expected = sorted(p.name for p in (REPO / source).glob("*.py"))
+        installed = sorted(p.name for p in (package / kind).glob("*.py"))
+        assert installed == expected, kind
+    formulas = sorted(str(p.relative_to(REPO / "salt")) for p in (REPO / "salt").rglob("*.sls"))
+    shipped = sorted(
+        str(p.relative_to(package / "formulas")) for p in (package / "formulas").rglob("*.sls")
+    )
+    assert shipped == formulas
+
+
+def test_minion_loads_opskit_from_the_entry_point(pip_venv):
+    root = pip_venv["root"] / "minion"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "minion").write_text(f"root_dir: {root}\nfile_client: local\nid: pip-route\n")
+    info = _run_python(
+        pip_venv,
+        f"""
+        import json, salt.config, salt.loader
+        opts = salt.config.minion_config("{root}/conf/minion")
+        opts["grains"] = salt.loader.grains(opts)
+        mods = salt.loader.minion_mods(opts)
+        print(json.dumps(mods["opskit.info"]()))
+        """,
+    )
+    assert info["route"] == "pip"
+    assert info["loaded_from"] == f"{pip_venv['site']}/saltext/opskit/modules"
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k, d in LOADER_DIRS.items() if k != "utils" and any((REPO / d).glob("*.py"))]
+)
+def test_master_and_minion_loaders_search_the_installed_package(pip_venv, kind):
+    root = pip_venv["root"] / "master"
+    (root / "conf").mkdir(parents=True, exist_ok=True)
+    (root / "conf" / "master").write_text(f"root_dir: {root}\n")
+    dirs = _run_python(
+        pip_venv,
+        f"""
+        import json, salt.config, salt.loader
+        opts = salt.config.master_config("{root}/conf/master")
+        print(json.dumps(salt.loader._module_dirs(opts, "{kind}")))
+        """,
+    )
+    assert f"{pip_venv['site']}/saltext/opskit/{kind}" in dirs

@@ -1,0 +1,150 @@
+"""Release-shaped artifacts for the lab mirror, built from Debian's packages.
+
+Upstream exporters ship as GitHub release downloads, which these machines cannot reach.
+Debian packages the same programs, so the lab takes the binary out of the Debian
+package and lays it out exactly as upstream does: the same asset names, the same
+top-level directory inside the tarball, and a checksum file in upstream's format
+(``<sha256>  <asset>``). opskit's real download → verify → install path runs against it.
+
+The names below are written from upstream's release pages, independently of opskit's
+own catalog, so a naming mistake in the catalog shows up as a failed download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import pathlib
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+
+from tests.lab.config import LabConfig
+from tests.lab.procs import LabError
+from tests.lab.procs import file_lock
+
+ARCH = "amd64"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseArtifact:
+    """How one upstream project names its release, and where Debian keeps the binary."""
+
+    project: str  # path under the mirror root, e.g. "prometheus/node_exporter"
+    deb: str  # Debian package carrying the binary
+    binary_in_deb: str  # path of the binary inside the package
+    binary_name: str  # file name upstream uses inside the tarball
+    asset: str  # upstream asset file name; {version} and {arch} are filled in
+    tag: str = "v{version}"
+    checksums: str = "sha256sums.txt"
+    top_dir: str | None = None  # directory inside the tarball; None: asset minus .tar.gz
+
+
+ARTIFACTS = (
+    ReleaseArtifact(
+        project="prometheus/node_exporter",
+        deb="prometheus-node-exporter",
+        binary_in_deb="usr/bin/prometheus-node-exporter",
+        binary_name="node_exporter",
+        asset="node_exporter-{version}.linux-{arch}.tar.gz",
+    ),
+)
+
+
+def upstream_version(deb_version: str) -> str:
+    """'1.5.0-1+b6' -> '1.5.0' (drop the epoch and the Debian revision)."""
+    without_epoch = deb_version.split(":", 1)[-1]
+    return re.sub(r"[+~].*$", "", without_epoch.rsplit("-", 1)[0])
+
+
+def _download_deb(name: str, into: pathlib.Path) -> pathlib.Path:
+    proc = subprocess.run(
+        ["apt-get", "download", "-q", name], cwd=into, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise LabError(f"apt-get download {name} failed on the host: {proc.stderr.strip()}")
+    debs = sorted(into.glob(f"{name}_*.deb"))
+    if not debs:
+        raise LabError(f"apt-get download {name} produced no .deb in {into}")
+    return debs[-1]
+
+
+def _deb_version(deb: pathlib.Path) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _tar_gz(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A reproducible .tar.gz: fixed owner and mtime, sorted members."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        dirs = sorted({str(pathlib.PurePosixPath(p).parent) for p in files})
+        for directory in dirs:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for path in sorted(files):
+            data, mode = files[path]
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def build_release(artifact: ReleaseArtifact, mirror_root: pathlib.Path) -> pathlib.Path:
+    """Build one release directory on the mirror; return the tarball's path."""
+    with tempfile.TemporaryDirectory(prefix="opskit-lab-deb-") as tmp:
+        tmpdir = pathlib.Path(tmp)
+        deb = _download_deb(artifact.deb, tmpdir)
+        version = upstream_version(_deb_version(deb))
+        extracted = tmpdir / "x"
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(extracted)], check=True)
+        binary = (extracted / artifact.binary_in_deb).read_bytes()
+        copyright_file = extracted / "usr/share/doc" / artifact.deb / "copyright"
+        license_text = copyright_file.read_bytes() if copyright_file.exists() else b""
+
+    asset = artifact.asset.format(version=version, arch=ARCH)
+    top = (artifact.top_dir or asset.removesuffix(".tar.gz")).format(version=version, arch=ARCH)
+    members = {f"{top}/{artifact.binary_name}": (binary, 0o755)}
+    if license_text:
+        members[f"{top}/LICENSE"] = (license_text, 0o644)
+    tarball = _tar_gz(members)
+
+    release_dir = (
+        mirror_root / artifact.project / "releases/download" / artifact.tag.format(version=version)
+    )
+    release_dir.mkdir(parents=True, exist_ok=True)
+    (release_dir / asset).write_bytes(tarball)
+    digest = hashlib.sha256(tarball).hexdigest()
+    (release_dir / artifact.checksums.format(version=version)).write_text(
+        f"{digest}  {asset}\n", encoding="utf-8"
+    )
+    return release_dir / asset
+
+
+def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
+    """Build every artifact once into the cache; return the mirror root.
+
+    The directory is keyed by this file's source, so a changed recipe builds a new tree
+    and never rewrites one that another running lab may be serving.
+    """
+    recipe = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()[:16]
+    root = cfg.cache_dir / "mirror" / recipe
+    with file_lock(cfg.cache_dir / "mirror" / ".lock"):
+        if (root / ".complete").exists():
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        for artifact in ARTIFACTS:
+            path = build_release(artifact, root)
+            print(f"[lab mirror] built {path.relative_to(root)}", flush=True)
+        (root / ".complete").touch()
+    return root
