@@ -1,6 +1,14 @@
 # Example top file: the CMDB decides what each host becomes. Every host gets `common`;
-# each formula is applied to the hosts whose CMDB record lists the matching role in
-# pillar `roles`. opskit's lab uses this file as is.
+# each formula goes to the hosts whose CMDB record lists the matching role in pillar
+# `roles`; and a record can name further SLS for its host in pillar `extra_sls`
+# (site-specific states kept outside these formulas). opskit's lab uses this file as is.
 base:
   '*':
     - common
+{%- set extra_sls = salt["pillar.get"]("extra_sls", []) %}
+{%- if extra_sls %}
+  '{{ grains["id"] }}':
+{%- for sls in extra_sls %}
+    - {{ sls }}
+{%- endfor %}
+{%- endif %}

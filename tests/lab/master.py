@@ -4,6 +4,7 @@ The master loads opskit's master-side code (``_pillar/``, ``_runners/``) straigh
 the checkout through ``module_dirs``, and serves the formulas in ``salt/`` together with
 the loader directories (``_modules/``, ``_states/``, ...) on ``file_roots``, so minions
 get opskit the classic way: ``saltutil.sync_all`` (which highstate runs by itself).
+``tests/lab/salt`` is a lab-only file root for scaffolding states (see its README).
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ def master_overrides(cfg: LabConfig) -> dict:
         "interface": cfg.host_ip,
         "publish_port": cfg.ports.master_publish,
         "ret_port": cfg.ports.master_return,
-        "file_roots": {"base": [str(REPO / "salt"), str(extensions_root(cfg))]},
+        "file_roots": {
+            "base": [
+                str(REPO / "salt"),
+                str(REPO / "tests" / "lab" / "salt"),
+                str(extensions_root(cfg)),
+            ]
+        },
         "module_dirs": [str(REPO)],
         "ext_pillar": [ext_pillar_entry(cfg)],
         "timeout": 30,
