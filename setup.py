@@ -45,8 +45,10 @@ def _formula_files():
     )
 
 
-packages = [f"saltext.opskit.{kind}" for kind in LOADER_DIRS] + ["saltext.opskit.formulas"]
-package_dir = {f"saltext.opskit.{kind}": path for kind, path in LOADER_DIRS.items()}
+# Only directories that hold modules: git does not keep empty ones.
+present = {kind: path for kind, path in LOADER_DIRS.items() if any((HERE / path).glob("*.py"))}
+packages = [f"saltext.opskit.{kind}" for kind in present] + ["saltext.opskit.formulas"]
+package_dir = {f"saltext.opskit.{kind}": path for kind, path in present.items()}
 package_dir["saltext.opskit.formulas"] = "salt"
 
 setup(

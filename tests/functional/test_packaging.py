@@ -34,7 +34,7 @@ LOADER_DIRS = {
 def pip_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pip-route")
     wheels = tmp / "wheels"
-    subprocess.run(
+    build = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -47,9 +47,12 @@ def pip_venv(tmp_path_factory):
             str(wheels),
             str(REPO),
         ],
-        check=True,
+        capture_output=True,
+        text=True,
+        check=False,
         cwd=tmp,
     )
+    assert build.returncode == 0, f"building the wheel failed:\n{build.stdout}\n{build.stderr}"
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
