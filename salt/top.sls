@@ -5,6 +5,13 @@
 base:
   '*':
     - common
+  # Memory tuning (vm knobs, services under jemalloc) as the host's CMDB record says.
+  'roles:database':
+    - match: pillar
+    - tuning
+  'roles:thumbnail-server':
+    - match: pillar
+    - tuning
 {%- set extra_sls = salt["pillar.get"]("extra_sls", []) %}
 {%- if extra_sls %}
   '{{ grains["id"] }}':

@@ -1,0 +1,8 @@
+# Removes the sysctl.d files opskit owns. Live values stay until the next reboot, when
+# the kernel's defaults (or other sysctl files) apply again.
+{%- for knob in ("min_free_kbytes", "watermark_scale_factor", "vfs_cache_pressure") %}
+
+tuning-vm-clean-{{ knob }}-file-absent:
+  file.absent:
+    - name: {{ salt["vmtune.config_path"]("vm." ~ knob) }}
+{%- endfor %}

@@ -1,0 +1,26 @@
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as tuning with context %}
+{%- set vm = tuning.vm %}
+{#- watermark_scale_factor goes first: the `auto` rule for min_free_kbytes reads it. #}
+{%- for knob in ("watermark_scale_factor", "vfs_cache_pressure", "min_free_kbytes") %}
+{%-   set conf = vm[knob] %}
+{%-   if conf is not none %}
+{%-     set args = conf if conf is mapping else {"value": conf} %}
+{%-     set live = args.get("live", vm.live) %}
+{%-     set check = args.copy() %}
+{%-     do check.pop("live", none) %}
+{#-     Refuse bad values at render time, before any state of the run is applied. #}
+{%-     do salt["vmtune.resolve"]("vm." ~ knob, **check) %}
+
+tuning-vm-{{ knob }}-vmtune-{{ knob }}:
+  vmtune.{{ knob }}:
+{%-     for key, value in check | dictsort %}
+    - {{ key }}: {{ value | json }}
+{%-     endfor %}
+    - live: {{ live | json }}
+{%-     if knob == "min_free_kbytes" and vm.watermark_scale_factor is not none %}
+    - require:
+      - vmtune: tuning-vm-watermark_scale_factor-vmtune-watermark_scale_factor
+{%-     endif %}
+{%-   endif %}
+{%- endfor %}
