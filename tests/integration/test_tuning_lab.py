@@ -23,7 +23,10 @@ LIBRARY = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 def _apply(lab, minion_id: str, sls: str) -> dict:
     pillar = json.dumps(load_inventory()[minion_id])
-    result = lab.salt(minion_id, "state.apply", sls, f"pillar={pillar}", timeout=600)
+    # state.apply <sls> does not sync custom modules (highstate does): sync_mods=all.
+    result = lab.salt(
+        minion_id, "state.apply", sls, f"pillar={pillar}", "sync_mods=all", timeout=600
+    )
     assert isinstance(result.data, dict), result
     states = result.data.get(minion_id)
     assert isinstance(states, dict), result
@@ -33,12 +36,17 @@ def _apply(lab, minion_id: str, sls: str) -> dict:
 
 
 def _by_function(states: dict, function: str) -> list[dict]:
-    return [v for k, v in states.items() if k.startswith(function.replace(".", "_|-", 1) + "_|-")]
+    """State returns of one function; keys are ``module_|-id_|-name_|-function``."""
+    module, fun = function.split(".", 1)
+    return [
+        v for k, v in states.items() if k.startswith(f"{module}_|-") and k.endswith(f"_|-{fun}")
+    ]
 
 
 @pytest.fixture
 def db(lab):
     minion = lab.minions["db-01.lab"]
+    assert lab.salt("db-01.lab", "saltutil.sync_all", timeout=120).returncode == 0
     listing = minion.run(["sh", "-c", "ls /etc/sysctl.d/60-opskit-* 2>/dev/null || true"]).stdout
     saved = {path: minion.read_file(path) for path in listing.split()}
     yield minion
