@@ -5,6 +5,8 @@
 base:
   '*':
     - common
+    # Which exporters (if any) is up to each host's pillar `exporters`: the CMDB decides.
+    - exporters
 {%- set extra_sls = salt["pillar.get"]("extra_sls", []) %}
 {%- if extra_sls %}
   '{{ grains["id"] }}':
