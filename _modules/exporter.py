@@ -482,8 +482,9 @@ def _binary_state(d: plan.Desired, manifest: dict | None) -> dict:
     was = f"{manifest.get('version') or 'package'} ({manifest.get('source')})"
     if d.source == "package":
         installed = __salt__["pkg.version"](d.exporter.package)
+        wanted = d.exporter.release_version(d.version) if d.version else None
         ok = manifest.get("source") == "package" and bool(installed)
-        ok = ok and (d.version is None or catalog.upstream_version(installed) == d.version)
+        ok = ok and (wanted is None or catalog.upstream_version(installed) == wanted)
         return {"ok": ok, "was": f"{installed or 'absent'} (package)"}
     rel = d.release
     binary = pathlib.Path(d.install_dir) / rel.key / d.exporter.binary
@@ -682,7 +683,9 @@ def _install_package(d: plan.Desired, manifest: dict) -> str:
     package_user = d.exporter.package_user
     if package_user and not __salt__["user.info"](package_user):
         manifest["package_user_absent_before"] = package_user
-    kwargs = {"version": f"{d.version}*"} if d.version else {}
+    # A package's version is the exporter's own (for dcgm-exporter: the tag's second part).
+    wanted = d.exporter.release_version(d.version) if d.version else None
+    kwargs = {"version": f"{wanted}*"} if wanted else {}
     try:
         __salt__["pkg.install"](package, refresh=False, **kwargs)
     except CommandExecutionError as err:
@@ -694,9 +697,9 @@ def _install_package(d: plan.Desired, manifest: dict) -> str:
         raise CommandExecutionError(
             f"{_minion()}: package {package} is not installed after pkg.install"
         )
-    if d.version and catalog.upstream_version(installed) != d.version:
+    if wanted and catalog.upstream_version(installed) != wanted:
         raise CommandExecutionError(
-            f"{_minion()}: package {package} installed {installed}, not {d.version}; "
+            f"{_minion()}: package {package} installed {installed}, not {wanted}; "
             "the repository has no such version"
         )
     return installed
@@ -802,10 +805,12 @@ def _dcgm_prepare(d: plan.Desired, manifest: dict) -> dict:
         if repo_changes:
             changes["nvidia_repo"] = {"old": None, "new": sorted(repo_changes)}
             manifest["nvidia_repo"] = True
+            __salt__["pkg.refresh_db"]()
     wanted = dcgm["dcgm_version"]
     installed = __salt__["pkg.version"](DCGM_CORE_PACKAGE)
     if not installed:
-        __salt__["pkg.refresh_db"]()
+        if "nvidia_repo" not in changes:
+            __salt__["pkg.refresh_db"]()
         pkgs = [{package: f"1:{wanted}*"} for package in dcgm["packages"]]
         __salt__["pkg.install"](pkgs=pkgs, refresh=False)
         installed = __salt__["pkg.version"](DCGM_CORE_PACKAGE)

@@ -684,6 +684,18 @@ def _dcgm(name, value, version) -> tuple[dict, list[str]]:
         opts.get("repo"),
         {"manage", "base_url", "keyring_source", "keyring_sha256"},
     )
+    if _bool(name, "dcgm.repo.manage", repo.get("manage"), True):
+        source = _string(name, "dcgm.repo.keyring_source", repo.get("keyring_source"))
+        digest = repo.get("keyring_sha256")
+        if not source or not digest:
+            _fail(
+                name,
+                "NVIDIA's repository needs dcgm.repo.keyring_source (path, salt:// or "
+                "http(s) URL of the key) and dcgm.repo.keyring_sha256 (the sha256 of the key "
+                "file you vetted), or dcgm.repo.manage: false if the host has it already",
+            )
+        catalog.normalise_sha256(digest, f"{name}: dcgm.repo.keyring_sha256")
+        _url(name, "dcgm.repo.base_url", repo.get("base_url"))
     hostengine = _string(name, "dcgm.hostengine", opts.get("hostengine")) or "localhost:5555"
     collectors = _path(name, "dcgm.collectors", opts.get("collectors"))
     packages = opts.get("packages") or [
@@ -691,6 +703,10 @@ def _dcgm(name, value, version) -> tuple[dict, list[str]]:
         "datacenter-gpu-manager-4-proprietary",
         f"datacenter-gpu-manager-4-cuda{cuda}",
     ]
+    if not isinstance(packages, list) or not all(
+        isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9+.-]+$", p) for p in packages
+    ):
+        _fail(name, f"dcgm.packages must be a list of package names, got {packages!r}")
     args = [f"--remote-hostengine-info={hostengine.replace('%', '%%')}"]
     if collectors:
         args.append(f"--collectors={collectors.replace('%', '%%')}")

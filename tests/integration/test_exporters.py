@@ -322,6 +322,59 @@ def test_mine_publishes_scrape_targets_to_other_hosts(synced, database):
         assert re.search(rf"^{prefix}", body, re.MULTILINE), (name, body[-500:])
 
 
+def bcrypt_hash(password: str) -> str:
+    """A bcrypt hash from the C library's crypt(3) (libxcrypt), as htpasswd -B makes."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10)  # noqa: S324 - bcrypt is what exporter-toolkit checks
+    return crypt.crypt(password, salt)
+
+
+def test_node_exporter_serves_tls_and_basic_auth_from_its_web_config(synced, database):
+    """--web.config.file for real: TLS with the lab's server certificate (handed over as
+    a systemd credential) and basic auth with a bcrypt hash. opskit's own check after the
+    restart accepts the 401 it gets without credentials; a client with the password and
+    the lab CA gets node_* series."""
+    lab = synced
+    password = "lab-web-password"
+    digest = bcrypt_hash(password)
+    assert digest.startswith("$2")
+    pillar = record(DB)
+    pillar["exporters"]["node_exporter"]["web"] = {
+        "basic_auth_users": {"prometheus": digest},
+        "tls": {"cert": "/etc/opskit-lab-pki/redis.crt", "key": "/etc/opskit-lab-pki/redis.key"},
+    }
+    web_config = "/etc/opskit/exporters/node_exporter/web-config.yml"
+    try:
+        states = apply(lab, DB, "exporters", pillar)
+        assert not failures(states), failures(states)
+        assert sh(lab, DB, f"stat -c '%a %U' {web_config}").split() == ["600", "node_exporter"]
+        unit = sh(lab, DB, "cat /etc/systemd/system/node_exporter.service")
+        assert digest not in unit
+        assert f"--web.config.file={web_config}" in unit
+        assert "LoadCredential=web-tls.key:/etc/opskit-lab-pki/redis.key" in unit
+        curl = "curl -s --cacert /etc/opskit-lab-pki/ca.crt https://db-01.lab:9100/metrics"
+        assert sh(lab, DB, f"{curl} -o /dev/null -w '%{{http_code}}'") == "401"
+        body = sh(lab, DB, f"{curl} -u prometheus:{password}")
+        assert len(re.findall(r"^node_", body, re.MULTILINE)) > 100
+        plain = sh(lab, DB, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9100/", False)
+        assert plain != "200"
+        status = lab.salt(DB, "exporter.status", "node_exporter").data[DB]["node_exporter"]
+        assert status["metrics_ok"] is True, status
+        assert status["metrics"] == "answers (basic auth required)"
+        target = lab.salt(DB, "exporter.targets").data[DB]["node_exporter"]
+        assert target["scheme"] == "https"
+    finally:
+        states = apply(lab, DB, "exporters", record(DB))
+    assert not failures(states), failures(states)
+    assert sh(lab, DB, f"test -e {web_config} && echo present || echo gone").strip() == "gone"
+    assert re.search(r"^node_", scrape(lab, DB, 9100), re.MULTILINE)
+
+
 def test_nginx_exporter_and_package_sourced_node_exporter(synced, web_baseline):
     """web-01: nginx_exporter from the mirror with its stub_status block (nginx -t
     checked, nginx reloaded), node_exporter from Debian's package under opskit's
@@ -374,7 +427,12 @@ def test_dcgm_refusals_without_a_gpu(synced):
     assert "DCGM 4.2.3" in comment, comment
     assert not [sid for sid in changed(states) if "-install-" in sid]
 
-    valid = {"exporters": {"dcgm_exporter": {"version": "4.1.1-4.0.4", "source": "package"}}}
+    repo = {"keyring_source": "http://lab-host:18081/nvidia/cuda.pub", "keyring_sha256": "1" * 64}
+    valid = {
+        "exporters": {
+            "dcgm_exporter": {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"repo": repo}}
+        }
+    }
     try:
         for test in (True, False):
             states = apply(lab, THUMB, "exporters", valid, test=test)

@@ -206,13 +206,32 @@ def test_user_env_is_treated_as_secret():
             "built for DCGM 4.1.1",
         ),
         ("dcgm_exporter", {"version": "4.1.1", "source": "package"}, "not an exact release"),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1-4.0.4", "source": "package"},
+            "NVIDIA's repository needs dcgm.repo.keyring_source",
+        ),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"repo": {"manage": False}}},
+            None,
+        ),
+        (
+            "dcgm_exporter",
+            {
+                "version": "4.1.1-4.0.4",
+                "source": "package",
+                "dcgm": {"repo": {"manage": False}, "packages": "all of them"},
+            },
+            "dcgm.packages must be a list",
+        ),
         ("redis_exporter", {"version": "1.67.0", "redis": "db:6379"}, "redis must be a mapping"),
         ("gpu_exporter", {}, "unknown exporter 'gpu_exporter'; opskit knows"),
     ],
 )
 def test_bad_options_are_refused_with_the_exporter_and_option_named(name, options, message):
     if message is None:
-        build(name, **options)  # node_exporter 1.4.0 has --web.config: accepted
+        build(name, **options)  # accepted (e.g. node_exporter 1.4.0 has --web.config)
         return
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         plan.build(name, options, "x86_64")
