@@ -5,6 +5,8 @@
 base:
   '*':
     - common
+    # Which exporters (if any) is up to each host's pillar `exporters`: the CMDB decides.
+    - exporters
   # Memory tuning (vm knobs, services under jemalloc) as the host's CMDB record says.
   'roles:database':
     - match: pillar

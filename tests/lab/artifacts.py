@@ -41,16 +41,48 @@ class ReleaseArtifact:
     asset: str  # upstream asset file name; {version} and {arch} are filled in
     tag: str = "v{version}"
     checksums: str = "sha256sums.txt"
-    top_dir: str | None = None  # directory inside the tarball; None: asset minus .tar.gz
+    # Directory inside the tarball: None means the asset name minus .tar.gz (promu and
+    # redis_exporter's packaging script); "" means no directory (goreleaser's default).
+    top_dir: str | None = None
 
 
 ARTIFACTS = (
+    # promu (prometheus/promu cmd/tarball.go, cmd/checksum.go):
+    # <name>-<version>.<os>-<arch>.tar.gz holding <name>-<version>.<os>-<arch>/<binary>,
+    # and sha256sums.txt.
     ReleaseArtifact(
         project="prometheus/node_exporter",
         deb="prometheus-node-exporter",
         binary_in_deb="usr/bin/prometheus-node-exporter",
         binary_name="node_exporter",
         asset="node_exporter-{version}.linux-{arch}.tar.gz",
+    ),
+    ReleaseArtifact(
+        project="prometheus-community/postgres_exporter",
+        deb="prometheus-postgres-exporter",
+        binary_in_deb="usr/bin/prometheus-postgres-exporter",
+        binary_name="postgres_exporter",
+        asset="postgres_exporter-{version}.linux-{arch}.tar.gz",
+    ),
+    # redis_exporter's package-github-binaries.sh tars .build/redis_exporter-<tag>.<os>-<arch>
+    # (the tag keeps its "v") and writes sha256sums.txt.
+    ReleaseArtifact(
+        project="oliver006/redis_exporter",
+        deb="prometheus-redis-exporter",
+        binary_in_deb="usr/bin/prometheus-redis-exporter",
+        binary_name="redis_exporter",
+        asset="redis_exporter-v{version}.linux-{arch}.tar.gz",
+    ),
+    # goreleaser: <project>_<version>_<os>_<arch>.tar.gz with the files at the top level.
+    # Debian ships 0.11.0, whose .goreleaser.yml names the checksum file sha256sums.txt
+    # (from 1.0.0 on it is goreleaser's default, <project>_<version>_checksums.txt).
+    ReleaseArtifact(
+        project="nginx/nginx-prometheus-exporter",
+        deb="prometheus-nginx-exporter",
+        binary_in_deb="usr/bin/prometheus-nginx-exporter",
+        binary_name="nginx-prometheus-exporter",
+        asset="nginx-prometheus-exporter_{version}_linux_{arch}.tar.gz",
+        top_dir="",
     ),
 )
 
@@ -83,7 +115,7 @@ def _tar_gz(files: dict[str, tuple[bytes, int]]) -> bytes:
     """A reproducible .tar.gz: fixed owner and mtime, sorted members."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        dirs = sorted({str(pathlib.PurePosixPath(p).parent) for p in files})
+        dirs = sorted({str(pathlib.PurePosixPath(p).parent) for p in files} - {"."})
         for directory in dirs:
             info = tarfile.TarInfo(directory)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
@@ -112,10 +144,11 @@ def build_release(artifact: ReleaseArtifact, mirror_root: pathlib.Path) -> pathl
         license_text = copyright_file.read_bytes() if copyright_file.exists() else b""
 
     asset = artifact.asset.format(version=version, arch=ARCH)
-    top = (artifact.top_dir or asset.removesuffix(".tar.gz")).format(version=version, arch=ARCH)
-    members = {f"{top}/{artifact.binary_name}": (binary, 0o755)}
+    top = asset.removesuffix(".tar.gz") if artifact.top_dir is None else artifact.top_dir
+    prefix = f"{top.format(version=version, arch=ARCH)}/" if top else ""
+    members = {f"{prefix}{artifact.binary_name}": (binary, 0o755)}
     if license_text:
-        members[f"{top}/LICENSE"] = (license_text, 0o644)
+        members[f"{prefix}LICENSE"] = (license_text, 0o644)
     tarball = _tar_gz(members)
 
     release_dir = (

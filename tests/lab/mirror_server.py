@@ -5,6 +5,11 @@ It serves a directory laid out like upstream release URLs
 what was requested so far and ``DELETE /_lab/requests`` clears it, so tests can assert
 that a second apply downloaded nothing.
 
+Tests can also serve a file that is not on disk, for example a tampered tarball next to
+a genuine checksum file: ``PUT /_lab/files/<path>`` with the bytes as body serves them
+at ``/<path>`` (in this mirror process only, so other labs are never affected) and
+``DELETE /_lab/files`` forgets every such file.
+
 Run: ``python -m tests.lab.mirror_server --root DIR --listen HOST:PORT``.
 """
 
@@ -17,7 +22,9 @@ import json
 import threading
 
 REQUESTS: list[dict] = []
+OVERRIDES: dict[str, bytes] = {}  # URL path -> body served instead of the file tree
 LOCK = threading.Lock()
+FILES_PREFIX = "/_lab/files/"
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -42,7 +49,25 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         with LOCK:
             REQUESTS.append({"method": "GET", "path": self.path, "client": self.client_address[0]})
+            override = OVERRIDES.get(self.path.split("?", 1)[0])
+        if override is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(override)))
+            self.end_headers()
+            self.wfile.write(override)
+            return
         super().do_GET()
+
+    def do_PUT(self):
+        if not self.path.startswith(FILES_PREFIX):
+            self._json(405, {"error": "read-only mirror"})
+            return
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        with LOCK:
+            OVERRIDES["/" + self.path.removeprefix(FILES_PREFIX)] = body
+        self._json(200, {"path": "/" + self.path.removeprefix(FILES_PREFIX), "size": len(body)})
 
     def do_HEAD(self):
         with LOCK:
@@ -53,6 +78,11 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if self.path == "/_lab/requests":
             with LOCK:
                 REQUESTS.clear()
+            self._json(200, [])
+            return
+        if self.path == "/_lab/files":
+            with LOCK:
+                OVERRIDES.clear()
             self._json(200, [])
             return
         self._json(405, {"error": "read-only mirror"})

@@ -1,0 +1,4 @@
+# Removes every exporter opskit installed and their mine entry.
+include:
+  - .install.clean
+  - .mine.clean

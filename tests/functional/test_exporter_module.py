@@ -1,0 +1,172 @@
+"""The `exporter` execution and state modules and the `exporters` formula in Salt's real
+loaders, on this host. Nothing here installs anything: these are the parts that work
+without systemd (rendering, validation, refusals); installs run in the lab
+(tests/integration/test_exporters.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+REDIS_PASSWORD = "functional-redis-secret"
+BCRYPT = "$2y$10$" + "c" * 53
+
+
+def test_list_names_the_catalog(modules):
+    listed = modules.exporter.list()
+    assert sorted(listed) == [
+        "dcgm_exporter",
+        "nginx_exporter",
+        "node_exporter",
+        "postgres_exporter",
+        "redis_exporter",
+    ]
+    assert listed["node_exporter"]["default_port"] == 9100
+    assert listed["redis_exporter"]["package"] == "prometheus-redis-exporter"
+    assert "armv7" in listed["node_exporter"]["architectures"]
+
+
+def test_render_shows_the_unit_and_hides_secrets(modules):
+    rendered = modules.exporter.render(
+        "redis_exporter",
+        version="1.80.2",
+        base_url="https://user:mirrorpass@mirror.example",
+        redis={"addr": "redis://db:6379", "password": REDIS_PASSWORD},
+        web={"basic_auth_users": {"prometheus": BCRYPT}},
+    )
+    text = str(rendered)
+    assert REDIS_PASSWORD not in text
+    assert BCRYPT not in text
+    assert "mirrorpass" not in text
+    env = rendered["files"]["/etc/opskit/exporters/redis_exporter/env"]
+    assert env == {
+        "mode": "0600",
+        "owner": "redis_exporter",
+        "group": "redis_exporter",
+        "content": "<secret: hidden>",
+    }
+    assert rendered["release"]["asset_url"] == (
+        "https://***@mirror.example/oliver006/redis_exporter/releases/download/v1.80.2/"
+        "redis_exporter-v1.80.2.linux-amd64.tar.gz"
+    )
+    assert (
+        "ExecStart=/opt/opskit/exporters/redis_exporter/current/redis_exporter"
+        in (rendered["unit_text"])
+    )
+
+
+def test_validate_reports_every_problem_at_once(modules):
+    from salt.exceptions import SaltInvocationError
+
+    with pytest.raises(SaltInvocationError) as err:
+        modules.exporter.validate(
+            {
+                "node_exporter": {"version": "latest"},
+                "redis_exporter": {"version": "1.45.0", "flags": {"redis.password": "x"}},
+                "gpu_exporter": {"ensure": "absent"},
+                "postgres_exporter": "yes",
+            }
+        )
+    message = str(err.value)
+    assert "opskit-functional: invalid exporters pillar" in message
+    assert "node_exporter: version 'latest' is not an exact release version" in message
+    assert "redis_exporter: flag --redis.password would put a secret" in message
+    assert "unknown exporter 'gpu_exporter'" in message
+    assert "postgres_exporter: options must be a mapping" in message
+    assert modules.exporter.validate({}) is True
+    assert modules.exporter.validate({"dcgm_exporter": {"ensure": "absent"}}) is True
+
+
+def test_validated_state(states, testmode):
+    good = states.exporter.validated(
+        name="check", exporters={"node_exporter": {"version": "1.8.2"}}, test=testmode
+    )
+    assert good.result is True
+    assert good.changes == {}
+    bad = states.exporter.validated(
+        name="check", exporters={"node_exporter": {"version": "1.8"}}, test=testmode
+    )
+    assert bad.result is False
+    assert "version '1.8' is not an exact release version like 1.5.0" in bad.comment
+
+
+def test_installed_refuses_bad_options_before_touching_anything(states, testmode):
+    ret = states.exporter.installed(
+        name="postgres_exporter",
+        version="0.11.1",
+        postgres={"user": "exporter", "server_major": 17},
+        test=testmode,
+    )
+    assert ret.result is False
+    assert "Use postgres_exporter 0.17.0 or newer" in ret.comment
+    assert ret.changes == {}
+
+
+# The formula ---------------------------------------------------------------------------
+def _states_of(rendered: dict) -> dict:
+    assert isinstance(rendered, dict), rendered
+    return rendered
+
+
+def test_formula_with_no_exporters_in_pillar_only_validates(modules):
+    rendered = _states_of(modules.state.show_sls("exporters", pillar={}))
+    assert sorted(rendered) == ["exporters-install-pillar-validated"]
+    assert rendered["exporters-install-pillar-validated"]["exporter"][0] == {"exporters": {}}
+
+
+def test_formula_maps_pillar_to_states(modules):
+    pillar = {
+        "exporters": {
+            "defaults": {"base_url": "http://mirror.example"},
+            "node_exporter": {},
+            "redis_exporter": {"version": "1.45.0", "redis": {"password": REDIS_PASSWORD}},
+            "nginx_exporter": {"source": "package"},
+            "dcgm_exporter": {"ensure": "absent"},
+            "versions": {"node_exporter": "1.5.0"},
+        }
+    }
+    rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
+    assert sorted(rendered) == [
+        "exporters-install-dcgm_exporter-absent",
+        "exporters-install-nginx-package-installed",
+        "exporters-install-nginx_exporter-installed",
+        "exporters-install-node_exporter-installed",
+        "exporters-install-pillar-validated",
+        "exporters-install-redis_exporter-installed",
+        "exporters-mine-config-file-managed",
+        "exporters-mine-targets-sent",
+    ]
+
+    def args(state_id):
+        return {
+            k: v
+            for item in rendered[state_id]["exporter"]
+            if isinstance(item, dict)
+            for k, v in item.items()
+        }
+
+    node = args("exporters-install-node_exporter-installed")
+    assert node["version"] == "1.5.0"  # from exporters:versions
+    assert node["base_url"] == "http://mirror.example"  # from exporters:defaults
+    nginx = args("exporters-install-nginx_exporter-installed")
+    assert "version" not in nginx  # package installs take the repository's version
+    assert {"pkg": "exporters-install-nginx-package-installed"} in nginx["require"]
+    validated = args("exporters-install-pillar-validated")["exporters"]
+    assert sorted(validated) == [
+        "dcgm_exporter",
+        "nginx_exporter",
+        "node_exporter",
+        "redis_exporter",
+    ]
+    mine = rendered["exporters-mine-targets-sent"]["module"]
+    assert {
+        "onchanges": [{"file": "exporters-mine-config-file-managed"}, {"sls": "exporters.install"}]
+    } in mine
+
+
+def test_clean_removes_every_catalog_exporter_and_the_mine_entry(modules):
+    rendered = _states_of(modules.state.show_sls("exporters.clean", pillar={}))
+    absent = sorted(
+        state["exporter"][0]["name"] for state in rendered.values() if "exporter" in state
+    )
+    assert absent == sorted(modules.exporter.list())
+    assert "exporters-mine-clean-config-file-absent" in rendered

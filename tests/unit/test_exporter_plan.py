@@ -1,0 +1,271 @@
+"""From exporter options to units and files (_utils/opskit_exporter_plan.py): where each
+secret goes, with which mode and owner, and how bad options are refused."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import opskit_exporter_plan as plan
+import pytest
+
+REDIS_PASSWORD = "r3dis-Pa$$word%"
+PG_PASSWORD = "pg/pass@word"
+BCRYPT = "$2y$10$" + "b" * 53
+
+
+def build(name, **options):
+    return plan.build(name, options, "x86_64")
+
+
+def redis_tls():
+    return build(
+        "redis_exporter",
+        version="1.80.2",
+        redis={
+            "addr": "rediss://db1.example.com:6380",
+            "password": REDIS_PASSWORD,
+            "tls": {"ca": "/etc/ssl/ca.pem", "cert": "/etc/ssl/c.pem", "key": "/etc/ssl/c.key"},
+        },
+        web={"basic_auth_users": {"prometheus": BCRYPT}},
+    )
+
+
+def postgres():
+    return build(
+        "postgres_exporter",
+        version="0.17.1",
+        postgres={
+            "host": "db1.example.com",
+            "user": "exporter",
+            "password": PG_PASSWORD,
+            "sslmode": "verify-full",
+            "sslrootcert": "/etc/ssl/ca.pem",
+            "sslcert": "/etc/ssl/c.pem",
+            "sslkey": "/etc/ssl/c.key",
+            "server_major": 17,
+        },
+        web={
+            "basic_auth_users": {"prometheus": BCRYPT},
+            "tls": {"cert": "/etc/ssl/w.pem", "key": "/etc/ssl/w.key"},
+        },
+    )
+
+
+def files(desired):
+    return {f.path: f for f in desired.files}
+
+
+def test_redis_secrets_go_to_a_private_env_file_owned_by_the_exporter():
+    desired = redis_tls()
+    env = files(desired)["/etc/opskit/exporters/redis_exporter/env"]
+    assert (env.mode, env.owner, env.group, env.secret) == (
+        0o600,
+        "redis_exporter",
+        "redis_exporter",
+        True,
+    )
+    assert 'REDIS_PASSWORD="r3dis-Pa\\$\\$word%"' in env.content
+    assert "REDIS_EXPORTER_BASIC_AUTH_USERNAME=" in env.content
+    assert BCRYPT.replace("$", "\\$") in env.content
+    for secret in (REDIS_PASSWORD, BCRYPT, "r3dis-Pa"):
+        assert secret not in desired.unit
+    assert "EnvironmentFile=/etc/opskit/exporters/redis_exporter/env" in desired.unit
+    assert 'Environment="REDIS_ADDR=rediss://db1.example.com:6380"' in desired.unit
+    assert "LoadCredential=redis-client.key:/etc/ssl/c.key" in desired.unit
+    assert "--tls-client-key-file=%d/redis-client.key" in desired.unit
+    assert set(desired.secrets) >= {REDIS_PASSWORD, BCRYPT}
+
+
+def test_postgres_dsn_and_web_config_are_private_and_tls_files_are_credentials():
+    desired = postgres()
+    env = files(desired)["/etc/opskit/exporters/postgres_exporter/env"]
+    assert (env.mode, env.owner) == (0o600, "postgres_exporter")
+    assert (
+        'DATA_SOURCE_NAME="postgresql://exporter:pg%2Fpass%40word@db1.example.com:5432/'
+        'postgres?sslmode=verify-full"'
+    ) in env.content
+    web = files(desired)["/etc/opskit/exporters/postgres_exporter/web-config.yml"]
+    assert (web.mode, web.owner, web.secret) == (0o600, "postgres_exporter", True)
+    assert "cert_file: '/run/credentials/postgres_exporter.service/web-tls.crt'" in web.content
+    assert BCRYPT in web.content
+    unit = desired.unit
+    assert PG_PASSWORD not in unit
+    assert "pg%2Fpass" not in unit
+    assert BCRYPT not in unit
+    assert '\nEnvironment="PGSSLKEY=%d/postgres-client.key"\n' in unit
+    assert '\nEnvironment="PGSSLROOTCERT=%d/postgres-ca.crt"\n' in unit
+    assert "\nLoadCredential=web-tls.key:/etc/ssl/w.key\n" in unit
+    assert "--web.config.file=/etc/opskit/exporters/postgres_exporter/web-config.yml" in unit
+    assert desired.scheme == "https"
+    assert desired.basic_auth
+
+
+def test_public_view_hides_secret_contents():
+    shown = postgres().public()
+    assert "<secret: hidden>" in str(shown)
+    assert PG_PASSWORD not in str(shown)
+    assert "pg%2Fpass" not in str(shown)
+
+
+def test_defaults_without_secrets_write_no_env_file():
+    desired = build("node_exporter", version="1.8.2")
+    assert desired.files == []
+    assert "EnvironmentFile" not in desired.unit
+    assert (
+        "--collector.textfile.directory=/var/lib/node_exporter/textfile_collector" in desired.unit
+    )
+    assert "--web.listen-address=:9100" in desired.unit
+    assert desired.exec_path == "/opt/opskit/exporters/node_exporter/current/node_exporter"
+    off = build("node_exporter", version="1.8.2", textfile_directory=False)
+    assert "textfile" not in off.unit
+
+
+def test_package_source_runs_the_package_binary():
+    desired = build("nginx_exporter", source="package")
+    assert desired.release is None
+    assert desired.exec_path == "/usr/bin/prometheus-nginx-exporter"
+    assert "--nginx.scrape-uri=http://127.0.0.1:8080/stub_status" in desired.unit
+    assert desired.stub_status.path == "/etc/nginx/conf.d/opskit-nginx-exporter-stub-status.conf"
+    assert "After=network-online.target nginx.service" in desired.unit
+
+
+def test_user_env_is_treated_as_secret():
+    desired = build("node_exporter", version="1.8.2", env={"HTTPS_PROXY": "http://u:pw@proxy:3128"})
+    env = files(desired)["/etc/opskit/exporters/node_exporter/env"]
+    assert env.secret
+    assert "u:pw" not in desired.unit
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("node_exporter", {}, "version is required with source: archive"),
+        ("node_exporter", {"version": "1.8.2", "colour": "red"}, "unknown option(s) colour"),
+        ("node_exporter", {"version": "1.8.2", "source": "git"}, "source must be one of"),
+        ("node_exporter", {"version": "1.8.2", "listen_address": ":99999"}, "port must be 1-65535"),
+        ("node_exporter", {"version": "1.8.2", "base_url": "ftp://m"}, "base_url must be a http"),
+        ("node_exporter", {"version": "1.8.2", "sha256": "abc"}, "must be a sha256 hex digest"),
+        ("node_exporter", {"version": "1.8.2", "verify_timeout": 0}, "verify_timeout must be"),
+        ("node_exporter", {"version": "1.8.2", "textfile_directory": "rel/dir"}, "absolute path"),
+        ("node_exporter", {"version": "1.4.0", "web": {"basic_auth_users": {"a": BCRYPT}}}, None),
+        (
+            "node_exporter",
+            {"version": "0.18.1", "web": {"basic_auth_users": {"a": BCRYPT}}},
+            "cannot serve TLS or basic auth",
+        ),
+        (
+            "node_exporter",
+            {"version": "1.8.2", "web": {"basic_auth_users": {"a": "plain"}}},
+            "must be a bcrypt hash",
+        ),
+        (
+            "redis_exporter",
+            {"version": "1.45.0", "web": {"basic_auth_users": {"a": BCRYPT}}},
+            "from 1.80.2",
+        ),
+        (
+            "redis_exporter",
+            {"version": "1.67.0", "redis": {"addr": "redis://:pw@db:6379"}},
+            "must not carry credentials",
+        ),
+        (
+            "redis_exporter",
+            {"version": "1.67.0", "redis": {"addr": "redis://db:6379", "tls": {"ca": "/c"}}},
+            "needs redis.addr to use rediss://",
+        ),
+        (
+            "redis_exporter",
+            {"version": "1.67.0", "flags": {"redis.password": "x"}},
+            "would put a secret into the process's arguments",
+        ),
+        (
+            "postgres_exporter",
+            {"version": "0.16.0", "postgres": {"user": "e", "server_major": 17}},
+            "Use postgres_exporter 0.17.0 or newer",
+        ),
+        ("postgres_exporter", {"version": "0.17.1", "postgres": {}}, "postgres.user is required"),
+        (
+            "postgres_exporter",
+            {"version": "0.17.1", "postgres": {"user": "e", "sslmode": "maybe"}},
+            "postgres.sslmode must be one of",
+        ),
+        (
+            "postgres_exporter",
+            {"version": "0.17.1", "postgres": {"dsn": "postgresql://x", "host": "h"}},
+            "either postgres.dsn or",
+        ),
+        (
+            "nginx_exporter",
+            {"version": "1.4.0", "nginx": {"stub_status": False}},
+            "set nginx.scrape_uri",
+        ),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"dcgm_version": "4.2.3"}},
+            "built for DCGM 4.1.1",
+        ),
+        ("dcgm_exporter", {"version": "4.1.1", "source": "package"}, "not an exact release"),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1-4.0.4", "source": "package"},
+            "NVIDIA's repository needs dcgm.repo.keyring_source",
+        ),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"repo": {"manage": False}}},
+            None,
+        ),
+        (
+            "dcgm_exporter",
+            {
+                "version": "4.1.1-4.0.4",
+                "source": "package",
+                "dcgm": {"repo": {"manage": False}, "packages": "all of them"},
+            },
+            "dcgm.packages must be a list",
+        ),
+        ("redis_exporter", {"version": "1.67.0", "redis": "db:6379"}, "redis must be a mapping"),
+        ("gpu_exporter", {}, "unknown exporter 'gpu_exporter'; opskit knows"),
+    ],
+)
+def test_bad_options_are_refused_with_the_exporter_and_option_named(name, options, message):
+    if message is None:
+        build(name, **options)  # accepted (e.g. node_exporter 1.4.0 has --web.config)
+        return
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan.build(name, options, "x86_64")
+
+
+def test_redis_exporter_on_an_arm_core_it_has_no_build_for():
+    with pytest.raises(ValueError, match="no build for CPU architecture 'armv6l'"):
+        plan.build("redis_exporter", {"version": "1.67.0"}, "armv6l")
+    desired = plan.build("redis_exporter", {"version": "1.67.0", "source": "package"}, "armv6l")
+    assert desired.source == "package"
+
+
+def test_write_file_is_private_from_the_start_and_owned_as_asked(tmp_path):
+    """The file exists with its final mode and owner before any secret byte is in it,
+    and a re-write replaces it in one rename (no half-written file is ever visible)."""
+    target = tmp_path / "etc" / "env"
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()  # nobody, when we may chown
+    gid = 65534 if os.geteuid() == 0 else os.getegid()
+    plan.write_file(str(target), "SECRET=1\n", 0o600, uid, gid)
+    info = target.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert (info.st_uid, info.st_gid) == (uid, gid)
+    inode = info.st_ino
+    plan.write_file(str(target), "SECRET=2\n", 0o640, uid, gid)
+    assert target.read_text() == "SECRET=2\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert target.stat().st_ino != inode
+    assert sorted(p.name for p in target.parent.iterdir()) == ["env"]
+
+
+def test_write_file_leaves_nothing_when_it_fails(tmp_path):
+    target = tmp_path / "env"
+    target.write_text("OLD=1\n")
+    with pytest.raises(TypeError):
+        plan.write_file(str(target), object(), 0o600, os.geteuid(), os.getegid())
+    assert target.read_text() == "OLD=1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]
