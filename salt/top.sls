@@ -12,3 +12,7 @@ base:
     - {{ sls }}
 {%- endfor %}
 {%- endif %}
+  # Anubis-protected web front ends (nginx + anubis@<instance>).
+  'roles:anubis':
+    - match: pillar
+    - anubis
