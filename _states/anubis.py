@@ -27,7 +27,7 @@ def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def key_managed(name, pillar_path=None):
+def key_managed(name, pillar_path=None, **kwargs):  # kwargs: state.single passes pillar=
     """
     Keep the signing key file ``name`` (mode 0400, root, directory 0700).
 
@@ -56,7 +56,8 @@ def key_managed(name, pillar_path=None):
         ret["comment"] = (
             f"{name} on {__grains__.get('id')} does not hold a 64-hex-character key. It is "
             "not replaced automatically: a new key re-challenges every visitor. Fix the "
-            f"file, delete it to have a new key generated, or set pillar {pillar_path}."
+            "file, delete it to have a new key generated, or put the key in pillar"
+            + (f" {pillar_path}." if pillar_path else ".")
         )
         return ret
 
@@ -99,7 +100,7 @@ def _verify(ret, info):
     return ret
 
 
-def mine_published(name, mine_function="anubis.targets"):
+def mine_published(name, mine_function="anubis.targets", **kwargs):
     """
     Make the Salt mine hold the current result of ``mine_function`` under ``name``.
 
@@ -147,7 +148,7 @@ def mine_published(name, mine_function="anubis.targets"):
     return ret
 
 
-def healthy(name, url, timeout=30):
+def healthy(name, url, timeout=30, **kwargs):
     """
     Wait until an Anubis instance's ``/healthz`` answers 200 (a check; never changes
     anything). On failure the comment carries the unit's last log lines.

@@ -1,56 +1,70 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
-{%- from "nginx/macros.jinja" import nginx_site_absent with context %}
-# Removes the instances in pillar anubis:instances -- their nginx sites, units, files,
-# signing keys and stores -- the mine entry and the package. nginx itself stays (other
-# formulas may use it; nginx.clean removes it). Instances no longer in pillar are not
-# known here: remove them before dropping them from pillar.
-{%- if anubis.instances %}
-include:
-  - nginx
-{%-   for inst in anubis.instances %}
-
-{{ nginx_site_absent(inst.nginx_site) }}
+{%- from "nginx/map.jinja" import mapdata as nginx with context %}
+# Removes what the formula and upstream's package put on the host: the instances in
+# pillar anubis:instances (stopped and disabled first), their nginx sites (nginx is
+# reloaded after `nginx -t` if it runs; nginx itself stays, see nginx.clean), every
+# file under config_dir, key_dir and the state directories (signing keys and bbolt
+# stores included), the mine entry, and the package or unpacked tarball. Stop
+# instances that are no longer in pillar yourself (systemctl disable --now anubis@NAME).
+{%- for inst in anubis.instances %}
 
 anubis-clean-service-{{ inst.name }}-service-dead:
   service.dead:
     - name: {{ inst.unit }}
     - enable: false
-    - require:
-      - file: nginx-site-{{ inst.nginx_site }}-file-absent
+    - require_in:
+      - file: anubis-clean-files-file-absent
+{%- endfor %}
+{%- if anubis.instances %}
 
-anubis-clean-files-{{ inst.name }}-file-absent:
+anubis-clean-sites-file-absent:
   file.absent:
     - names:
-      - {{ inst.env_file }}
-      - {{ inst.policy_file }}
-      - {{ inst.key_file }}
-      - {{ inst.dropin_file | replace("/opskit.conf", "") }}
-      - /var/lib/private/anubis/{{ inst.name }}
-      - {{ inst.state_dir }}
-    - require:
-      - service: anubis-clean-service-{{ inst.name }}-service-dead
-{%-   endfor %}
+{%- for inst in anubis.instances %}
+      - {{ nginx.sites_dir }}/{{ inst.nginx_site }}.conf
+{%- endfor %}
+
+anubis-clean-nginx-reload-cmd-run:
+  cmd.run:
+    - name: {{ nginx.binary }} -t -q && systemctl reload {{ nginx.service }}
+    - onlyif: systemctl is-active --quiet {{ nginx.service }}
+    - onchanges:
+      - file: anubis-clean-sites-file-absent
 {%- endif %}
 
-anubis-clean-registry-file-absent:
+anubis-clean-files-file-absent:
   file.absent:
-    - name: {{ anubis.registry_file }}
+    - names:
+      - {{ anubis.config_dir }}
+      - {{ anubis.key_dir }}
+      - {{ anubis.registry_file }}
+      - {{ anubis.state_dir }}
+      - /var/lib/private/anubis
+      - /var/cache/private/anubis
+      - /var/cache/anubis
+      - {{ anubis.cache_dir }}
+      - {{ anubis.install_dir }}
+      - /etc/systemd/system/anubis@.service
+{%- for inst in anubis.instances %}
+      - {{ inst.dropin_file | replace("/opskit.conf", "") }}
+{%- endfor %}
+
+anubis-clean-package-pkg-removed:
+  pkg.removed:
+    - name: anubis
+    - require:
+      - file: anubis-clean-files-file-absent
+
+anubis-clean-systemd-reload-module-run:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: anubis-clean-files-file-absent
 
 anubis-clean-mine-module-run:
   module.run:
     - mine.delete:
       - fun: {{ anubis.mine_name }}
     - onchanges:
-      - file: anubis-clean-registry-file-absent
-
-anubis-clean-package-pkg-removed:
-  pkg.removed:
-    - name: anubis
-
-anubis-clean-tarball-file-absent:
-  file.absent:
-    - names:
-      - {{ anubis.install_dir }}
-      - /etc/systemd/system/anubis@.service
-      - {{ anubis.cache_dir }}
+      - file: anubis-clean-files-file-absent

@@ -3,6 +3,8 @@
 {%- set binary = anubis.install_dir ~ "/" ~ anubis.release.top_dir ~ "/bin/anubis"
       if anubis.release.method == "tarball" else "" %}
 {%- if anubis.instances %}
+include:
+  - {{ tplroot }}.package
 
 anubis-config-dir-file-directory:
   file.directory:
@@ -32,7 +34,7 @@ anubis-config-env-{{ inst.name }}-file-managed:
     - context:
         name: {{ inst.name | json }}
         mode: {{ inst.mode | json }}
-        env: {{ inst.env | json }}
+        variables: {{ inst.env | json }}
     - require:
       - file: anubis-config-dir-file-directory
 

@@ -3,6 +3,8 @@
 {%- set package_state = {"pkg": "anubis-package-install-pkg-installed"}
       if anubis.release.method == "deb" else {"file": "anubis-package-unit-file-managed"} %}
 {%- if anubis.instances %}
+include:
+  - {{ tplroot }}.config
 {%-   for inst in anubis.instances %}
 
 # Restarted when its settings, key, drop-in or the package change (Anubis has no reload).

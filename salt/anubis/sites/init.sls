@@ -7,6 +7,7 @@
 {%- if anubis.instances %}
 include:
   - nginx
+  - {{ tplroot }}.service
 {%-   for inst in anubis.instances %}
 {%-     set context = {
           "name": inst.name,
