@@ -45,8 +45,10 @@ def _formula_files():
     )
 
 
-packages = [f"saltext.opskit.{kind}" for kind in LOADER_DIRS] + ["saltext.opskit.formulas"]
-package_dir = {f"saltext.opskit.{kind}": path for kind, path in LOADER_DIRS.items()}
+# Only the loader directories the checkout has (setuptools refuses a missing one).
+PRESENT = {kind: path for kind, path in LOADER_DIRS.items() if (HERE / path).is_dir()}
+packages = [f"saltext.opskit.{kind}" for kind in PRESENT] + ["saltext.opskit.formulas"]
+package_dir = {f"saltext.opskit.{kind}": path for kind, path in PRESENT.items()}
 package_dir["saltext.opskit.formulas"] = "salt"
 
 setup(

@@ -100,15 +100,22 @@ def _verify(ret, info):
     return ret
 
 
-def mine_published(name, mine_function="anubis.targets", **kwargs):
+def mine_published(name, targets=None, mine_function="anubis.targets", **kwargs):
     """
-    Make the Salt mine hold the current result of ``mine_function`` under ``name``.
+    Make the Salt mine hold the result of ``mine_function`` under ``name``.
 
     name
         Mine key, e.g. ``anubis_targets``.
 
+    targets
+        What the mine should hold (the formula passes the targets it renders, so that
+        ``test=True`` compares against the new configuration). Default: the current
+        result of ``mine_function``.
+
     mine_function
-        The function whose result is published (default ``anubis.targets``).
+        The function whose result is published (default ``anubis.targets``, which
+        reads the target registry the formula writes); after publishing, the mine
+        must hold ``targets``.
 
     .. code-block:: yaml
 
@@ -118,7 +125,7 @@ def mine_published(name, mine_function="anubis.targets", **kwargs):
     """
     ret = _ret(name)
     minion = __grains__["id"]
-    wanted = __salt__[mine_function]()
+    wanted = targets if targets is not None else __salt__[mine_function]()
     current = (__salt__["mine.get"](minion, name) or {}).get(minion)
     if current == wanted:
         ret["comment"] = f"The mine already holds {name} for {minion}."

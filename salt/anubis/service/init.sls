@@ -35,6 +35,7 @@ anubis-service-healthz-{{ inst.name }}-anubis-healthy:
 anubis-service-mine-targets-anubis-mine_published:
   anubis.mine_published:
     - name: {{ anubis.mine_name }}
+    - targets: {{ anubis.targets | json }}
     - require:
       - file: anubis-config-registry-file-serialize
 {%-   for inst in anubis.instances %}
