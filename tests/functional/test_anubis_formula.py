@@ -541,3 +541,20 @@ def test_healthy_fails_with_the_url_when_nothing_answers(modules, health_server)
     )
     assert ret["result"] is False
     assert f"{health_server}/nope did not answer 200 within 1s (last: status 404" in ret["comment"]
+
+
+def test_tarball_method_renders_a_verified_download_and_a_linked_unit(modules):
+    pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
+    pillar["anubis"]["release"].update({"method": "tarball", "version": "1.27.0"})
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    archive = rendered["anubis-package-install-archive-extracted"]
+    assert _arg(archive, "source") == (
+        "https://mirror.example.org/anubis/v1.27.0/anubis-1.27.0-linux-amd64.tar.gz"
+    )
+    assert _arg(archive, "source_hash") == "sha256=" + "ab" * 32
+    link = rendered["anubis-package-unit-file-symlink"]
+    assert _arg(link, "target") == "/opt/anubis/anubis-1.27.0-linux-amd64/run/anubis@.service"
+    dropin = _arg(rendered["anubis-config-dropin-a-file-managed"], "context")
+    assert dropin["binary"] == "/opt/anubis/anubis-1.27.0-linux-amd64/bin/anubis"
+    assert "anubis-package-install-pkg-installed" not in rendered

@@ -311,8 +311,8 @@ def test_second_apply_changes_nothing_downloads_nothing_and_keeps_the_keys(lab, 
 
 
 def test_tarball_install_and_clean_on_another_host(lab):
-    """The tarball route on db-01.lab (metrics and health only, no site), then
-    anubis.clean, which must leave nothing of Anubis behind. The stand-in is a Python
+    """The tarball route on db-01.lab (metrics and health only, no site; test=True
+    first), then anubis.clean, which must leave nothing of Anubis behind. The stand-in is a Python
     program and needs python3-yaml, which real Anubis (a static binary) does not; the
     test installs and removes it around the run."""
     minion = lab.minions[OTHER]
@@ -345,6 +345,12 @@ def test_tarball_install_and_clean_on_another_host(lab):
     assert lab.salt(OTHER, "saltutil.sync_all", timeout=120).returncode == 0
     assert lab.salt(OTHER, "pkg.install", "python3-yaml", timeout=300).returncode == 0
     try:
+        # test=True first: it says what would change and changes nothing
+        result, summary, _ = _apply(lab, OTHER, "anubis.service", pillar=pillar, test=True)
+        assert summary.succeeded, result
+        assert summary.pending > 0
+        assert minion.run(["test", "-e", "/etc/anubis"], check=False).returncode == 1
+
         result, summary, _ = _apply(lab, OTHER, "anubis.service", pillar=pillar)
         assert summary.succeeded, result
         exec_start = minion.run(["systemctl", "show", "-p", "ExecStart", "anubis@tb"]).stdout

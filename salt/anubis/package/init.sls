@@ -35,15 +35,13 @@ anubis-package-install-archive-extracted:
     - user: root
     - group: root
 
-# Upstream's template unit from the tarball; each instance's drop-in points ExecStart
-# at this release's binary (upstream's unit names /usr/bin/anubis).
-anubis-package-unit-file-managed:
-  file.managed:
+# Upstream's template unit from the tarball, linked into systemd's search path (as
+# `systemctl link` does); each instance's drop-in points ExecStart at this release's
+# binary (upstream's unit names /usr/bin/anubis).
+anubis-package-unit-file-symlink:
+  file.symlink:
     - name: /etc/systemd/system/anubis@.service
-    - source: {{ anubis.install_dir }}/{{ release.top_dir }}/run/anubis@.service
-    - mode: "0644"
-    - user: root
-    - group: root
+    - target: {{ anubis.install_dir }}/{{ release.top_dir }}/run/anubis@.service
     - require:
       - archive: anubis-package-install-archive-extracted
 {%-   endif %}

@@ -1,7 +1,7 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
 {%- set package_state = {"pkg": "anubis-package-install-pkg-installed"}
-      if anubis.release.method == "deb" else {"file": "anubis-package-unit-file-managed"} %}
+      if anubis.release.method == "deb" else {"file": "anubis-package-unit-file-symlink"} %}
 {%- if anubis.instances %}
 include:
   - {{ tplroot }}.config
