@@ -21,3 +21,7 @@ base:
     - {{ sls }}
 {%- endfor %}
 {%- endif %}
+  # Anubis-protected web front ends (nginx + anubis@<instance>).
+  'roles:anubis':
+    - match: pillar
+    - anubis

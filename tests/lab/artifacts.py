@@ -23,6 +23,7 @@ import subprocess
 import tarfile
 import tempfile
 
+from tests.lab import anubis_artifacts
 from tests.lab.config import LabConfig
 from tests.lab.procs import LabError
 from tests.lab.procs import file_lock
@@ -166,10 +167,16 @@ def build_release(artifact: ReleaseArtifact, mirror_root: pathlib.Path) -> pathl
 def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
     """Build every artifact once into the cache; return the mirror root.
 
-    The directory is keyed by this file's source, so a changed recipe builds a new tree
-    and never rewrites one that another running lab may be serving.
+    The directory is keyed by this file's source and the sources of the Anubis stand-in
+    artifacts, so a changed recipe builds a new tree and never rewrites one that another
+    running lab may be serving.
     """
-    recipe = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()[:16]
+    sources = (
+        pathlib.Path(__file__),
+        pathlib.Path(anubis_artifacts.__file__),
+        anubis_artifacts.STANDIN,
+    )
+    recipe = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     root = cfg.cache_dir / "mirror" / recipe
     with file_lock(cfg.cache_dir / "mirror" / ".lock"):
         if (root / ".complete").exists():
@@ -179,5 +186,8 @@ def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
         for artifact in ARTIFACTS:
             path = build_release(artifact, root)
             print(f"[lab mirror] built {path.relative_to(root)}", flush=True)
+        # Anubis: the opskit stand-in under upstream's asset names (see anubis_artifacts).
+        for path in anubis_artifacts.build_release(root):
+            print(f"[lab mirror] built {path.relative_to(root)} (stand-in)", flush=True)
         (root / ".complete").touch()
     return root

@@ -1,0 +1,207 @@
+"""States for Anubis instances: the signing key file, and the scrape targets in the mine.
+
+``anubis.key_managed`` keeps an instance's Ed25519 signing key: the key from pillar when
+the CMDB provides one, otherwise a key generated once on the host and then kept. A new
+key invalidates every visitor's pass cookie, so an existing valid key is never replaced
+unless pillar says so, and an unreadable or malformed key file stops the run instead of
+being overwritten. The key never appears in arguments, changes, comments or logs; the
+changes show the Ed25519 public key.
+
+``anubis.mine_published`` publishes ``anubis.targets`` to the Salt mine under a name
+(the formula uses ``anubis_targets``) when the mine does not hold it already, so a
+monitoring host can build its scrape configuration with ``mine.get``.
+"""
+
+from __future__ import annotations
+
+__virtualname__ = "anubis"
+
+
+def __virtual__():
+    if "anubis.key_info" not in __salt__:
+        return (False, "anubis: the anubis execution module is not available")
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def key_managed(name, pillar_path=None, **kwargs):  # kwargs: state.single passes pillar=
+    """
+    Keep the signing key file ``name`` (mode 0400, root, directory 0700).
+
+    name
+        Path of the key file, e.g. ``/etc/anubis/keys/gitlab.key``.
+
+    pillar_path
+        Pillar key (``:``-separated) that may hold the key as 64 hex characters. When it
+        is set, the file holds exactly that key. When it is not set, an existing valid
+        key is kept and a missing one is generated.
+
+    .. code-block:: yaml
+
+        anubis-config-key-gitlab-anubis-key_managed:
+          anubis.key_managed:
+            - name: /etc/anubis/keys/gitlab.key
+            - pillar_path: anubis:instances:gitlab:ed25519_private_key_hex
+    """
+    ret = _ret(name)
+    info = __salt__["anubis.key_info"](name)
+    matches = __salt__["anubis.pillar_key_matches"](name, pillar_path) if pillar_path else None
+    from_pillar = matches is not None
+
+    if info["exists"] and not info["valid"] and not from_pillar:
+        ret["result"] = False
+        ret["comment"] = (
+            f"{name} on {__grains__.get('id')} does not hold a 64-hex-character key. It is "
+            "not replaced automatically: a new key re-challenges every visitor. Fix the "
+            "file, delete it to have a new key generated, or put the key in pillar"
+            + (f" {pillar_path}." if pillar_path else ".")
+        )
+        return ret
+
+    if not info["exists"]:
+        action = "written from pillar" if from_pillar else "generated"
+    elif from_pillar and not matches:
+        action = "replaced with the key from pillar"
+    else:
+        action = None
+
+    if action is None:
+        if info["mode"] == "0400" and info["uid"] == 0 and info["gid"] == 0:
+            ret["comment"] = f"Signing key {name} is in place ({info['public_key']})."
+            return ret
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["comment"] = f"The mode or owner of {name} would be set to 0400 root:root."
+            ret["changes"] = {"mode": {"old": info["mode"], "new": "0400"}}
+            return ret
+        new = __salt__["anubis.fix_key_mode"](name)
+        ret["changes"] = {"mode": {"old": info["mode"], "new": new["mode"]}}
+        ret["comment"] = f"Set {name} to mode 0400, owner root:root."
+        return _verify(ret, new)
+
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"The signing key {name} would be {action}."
+        ret["changes"] = {"key": {"old": info.get("public_key"), "new": f"({action})"}}
+        return ret
+    new = __salt__["anubis.write_key"](name, pillar_path=pillar_path if from_pillar else None)
+    ret["changes"] = {"key": {"old": info.get("public_key"), "new": new["public_key"]}}
+    ret["comment"] = f"The signing key {name} was {action}."
+    return _verify(ret, new)
+
+
+def _verify(ret, info):
+    if not (info.get("valid") and info["mode"] == "0400" and info["uid"] == 0):
+        ret["result"] = False
+        ret["comment"] += f" Re-checking {ret['name']} failed: {info}"
+    return ret
+
+
+def mine_published(name, targets=None, mine_function="anubis.targets", **kwargs):
+    """
+    Make the Salt mine hold the result of ``mine_function`` under ``name``.
+
+    name
+        Mine key, e.g. ``anubis_targets``.
+
+    targets
+        What the mine should hold (the formula passes the targets it renders, so that
+        ``test=True`` compares against the new configuration). Default: the current
+        result of ``mine_function``.
+
+    mine_function
+        The function whose result is published (default ``anubis.targets``, which
+        reads the target registry the formula writes); after publishing, the mine
+        must hold ``targets``.
+
+    .. code-block:: yaml
+
+        anubis-service-mine-targets-anubis-mine_published:
+          anubis.mine_published:
+            - name: anubis_targets
+    """
+    ret = _ret(name)
+    minion = __grains__["id"]
+    wanted = targets if targets is not None else __salt__[mine_function]()
+    current = (__salt__["mine.get"](minion, name) or {}).get(minion)
+    if current == wanted:
+        ret["comment"] = f"The mine already holds {name} for {minion}."
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"{name} would be published to the mine."
+        ret["changes"] = {name: {"old": current, "new": wanted}}
+        return ret
+    if not __salt__["mine.send"](name, mine_function=mine_function):
+        ret["result"] = False
+        ret["comment"] = (
+            f"mine.send {name} (mine_function={mine_function}) failed on {minion}; "
+            "see the minion log"
+        )
+        return ret
+    published = (__salt__["mine.get"](minion, name) or {}).get(minion)
+    ret["changes"] = {name: {"old": current, "new": published}}
+    if published != wanted:
+        ret["result"] = False
+        ret["comment"] = (
+            f"After mine.send, the mine holds {published!r} for {name}, not {wanted!r}; "
+            "check the master's mine_get/minion_data_cache settings"
+        )
+        return ret
+    ret["comment"] = f"Published {name} to the mine."
+    return ret
+
+
+def healthy(name, url, timeout=30, **kwargs):
+    """
+    Wait until an Anubis instance's ``/healthz`` answers 200 (a check; never changes
+    anything). On failure the comment carries the unit's last log lines.
+
+    name
+        The instance's unit, e.g. ``anubis@gitlab.service``.
+
+    url
+        Its health URL on the metrics listener, e.g. ``http://127.0.0.1:9201/healthz``.
+
+    timeout
+        Seconds to wait (after a restart Anubis needs a moment).
+
+    With ``test=True`` the URL is queried once: healthy is reported as such; otherwise
+    the result is ``None`` (an apply may still bring the instance up).
+
+    .. code-block:: yaml
+
+        anubis-service-healthz-gitlab-anubis-healthy:
+          anubis.healthy:
+            - name: anubis@gitlab.service
+            - url: http://127.0.0.1:9201/healthz
+    """
+    ret = _ret(name)
+    if __opts__["test"]:
+        answer = __salt__["anubis.health"](url)
+        if answer["status"] == 200:
+            ret["comment"] = f"{name} is healthy ({url} answered 200)."
+        else:
+            ret["result"] = None
+            ret["comment"] = f"{url} does not answer 200 now; an apply would wait {timeout}s."
+        return ret
+    answer = __salt__["anubis.wait_healthy"](url, timeout=timeout)
+    if answer["healthy"]:
+        ret["comment"] = f"{name} is healthy ({url} answered 200 after {answer['waited']}s)."
+        return ret
+    logs = __salt__["cmd.run_all"](
+        ["journalctl", "--unit", name, "--lines", "15", "--no-pager", "--output", "cat"],
+        python_shell=False,
+        ignore_retcode=True,
+    )
+    seen = answer.get("error") or f"status {answer['status']}: {answer['body'][:100]!r}"
+    ret["result"] = False
+    ret["comment"] = (
+        f"{name} on {__grains__.get('id')} is not healthy: {url} did not answer 200 within "
+        f"{timeout}s (last: {seen}). Last log lines (journalctl -u {name}):\n"
+        + (logs.get("stdout") or logs.get("stderr") or "(none)")
+    )
+    return ret

@@ -1,0 +1,70 @@
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
+{%- from "nginx/map.jinja" import mapdata as nginx with context %}
+# Removes what the formula and upstream's package put on the host: the instances in
+# pillar anubis:instances (stopped and disabled first), their nginx sites (nginx is
+# reloaded after `nginx -t` if it runs; nginx itself stays, see nginx.clean), every
+# file under config_dir, key_dir and the state directories (signing keys and bbolt
+# stores included), the mine entry, and the package or unpacked tarball. Stop
+# instances that are no longer in pillar yourself (systemctl disable --now anubis@NAME).
+{%- for inst in anubis.instances %}
+
+anubis-clean-service-{{ inst.name }}-service-dead:
+  service.dead:
+    - name: {{ inst.unit }}
+    - enable: false
+    - require_in:
+      - file: anubis-clean-files-file-absent
+{%- endfor %}
+{%- if anubis.instances %}
+
+anubis-clean-sites-file-absent:
+  file.absent:
+    - names:
+{%- for inst in anubis.instances %}
+      - {{ nginx.sites_dir }}/{{ inst.nginx_site }}.conf
+{%- endfor %}
+
+anubis-clean-nginx-reload-cmd-run:
+  cmd.run:
+    - name: {{ nginx.binary }} -t -q && systemctl reload {{ nginx.service }}
+    - onlyif: systemctl is-active --quiet {{ nginx.service }}
+    - onchanges:
+      - file: anubis-clean-sites-file-absent
+{%- endif %}
+
+anubis-clean-files-file-absent:
+  file.absent:
+    - names:
+      - {{ anubis.config_dir }}
+      - {{ anubis.key_dir }}
+      - {{ anubis.registry_file }}
+      - {{ anubis.state_dir }}
+      - /var/lib/private/anubis
+      - /var/cache/private/anubis
+      - /var/cache/anubis
+      - {{ anubis.cache_dir }}
+      - {{ anubis.install_dir }}
+      - /etc/systemd/system/anubis@.service
+{%- for inst in anubis.instances %}
+      - {{ inst.dropin_file | replace("/opskit.conf", "") }}
+{%- endfor %}
+
+anubis-clean-package-pkg-removed:
+  pkg.removed:
+    - name: anubis
+    - require:
+      - file: anubis-clean-files-file-absent
+
+anubis-clean-systemd-reload-module-run:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: anubis-clean-files-file-absent
+
+anubis-clean-mine-module-run:
+  module.run:
+    - mine.delete:
+      - fun: {{ anubis.mine_name }}
+    - onchanges:
+      - file: anubis-clean-files-file-absent

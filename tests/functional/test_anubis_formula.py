@@ -1,0 +1,560 @@
+"""The `anubis` formula rendered by Salt's real state compiler (state.show_sls), its
+templates rendered by Salt's file client, and the anubis state module run through
+state.single -- on this host, touching nothing outside temporary directories.
+
+Render tests cover both modes, several instances, the policy file, the env file, and
+every refusal (collisions, bad pillar) with the message a person would read.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import os
+import re
+import socket
+import stat
+import threading
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+EXAMPLE = yaml.safe_load((REPO / "salt" / "anubis" / "pillar.example").read_text())
+KEY = "5f" * 32  # a test key: it must never show up in rendered states or returns
+TLS = {"certificate": "/etc/ssl/certs/site.pem", "key": "/etc/ssl/private/site.key"}
+
+
+def _server_name(bind, mode):
+    host, _, port = bind.rpartition(":")
+    return f"{mode}-{host.replace('.', '-') or 'any'}-{port}.example.org"
+
+
+def _instance(bind, metrics, mode="sidecar", **extra):
+    inst = {
+        "mode": mode,
+        "bind": bind,
+        "metrics_bind": metrics,
+        "upstream": "http://127.0.0.1:8080",
+        "site": {"server_name": [_server_name(bind, mode)], "tls": TLS},
+    }
+    inst.update(extra)
+    return inst
+
+
+def _pillar(instances, check_listening_ports=False, **anubis):
+    return {
+        "anubis": {
+            "release": {"sha256": "ab" * 32, "base_url": "https://mirror.example.org/anubis"},
+            "check_listening_ports": check_listening_ports,
+            "instances": instances,
+            **anubis,
+        }
+    }
+
+
+def _render(modules, pillar, sls="anubis"):
+    return modules.state.show_sls(sls, pillar=pillar)
+
+
+def _render_error(modules, pillar) -> str:
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, list), f"expected a render error, got states: {list(rendered)}"
+    return "\n".join(rendered)
+
+
+def _arg(state: dict, name: str):
+    for function_args in state.values():
+        if isinstance(function_args, list):
+            for item in function_args:
+                if isinstance(item, dict) and name in item:
+                    return item[name]
+    raise KeyError(name)
+
+
+# Both modes, several instances -----------------------------------------------------------
+def test_pillar_example_renders_both_modes(modules):
+    rendered = _render(modules, EXAMPLE)
+    assert isinstance(rendered, dict), rendered
+    gitlab_env = _arg(rendered["anubis-config-env-gitlab-file-managed"], "context")["variables"]
+    legacy_env = _arg(rendered["anubis-config-env-legacy-file-managed"], "context")["variables"]
+    # sidecar: TARGET is a single space (subrequest mode), quoted so systemd keeps it
+    assert gitlab_env["TARGET"] == '" "'
+    assert gitlab_env["CUSTOM_REAL_IP_HEADER"] == '"X-Real-IP"'
+    # proxy: Anubis forwards to the app and keeps RFC 1918 clients in X-Forwarded-For
+    assert legacy_env["TARGET"] == '"http://10.0.0.20:8080"'
+    assert legacy_env["XFF_STRIP_PRIVATE"] == '"false"'
+    sidecar_site = rendered["nginx-site-anubis-gitlab-file-managed"]
+    proxy_site = rendered["nginx-site-anubis-legacy-file-managed"]
+    assert _arg(sidecar_site, "source") == "salt://anubis/files/site-sidecar.conf.jinja"
+    assert _arg(proxy_site, "source") == "salt://anubis/files/site-proxy.conf.jinja"
+    # every site is tested with nginx -t before it replaces the live file
+    assert _arg(sidecar_site, "check_cmd") == "/usr/local/sbin/opskit-nginx-test site anubis-gitlab"
+    # a site goes live only after its instance is healthy
+    assert {"anubis": "anubis-service-healthz-gitlab-anubis-healthy"} in _arg(
+        sidecar_site, "require"
+    )
+
+
+def test_several_instances_get_their_own_unit_files_store_and_ports(modules):
+    instances = {
+        "alpha": _instance("127.0.0.1:8931", "0.0.0.0:9231"),
+        "beta": _instance("127.0.0.1:8932", "0.0.0.0:9232", mode="proxy"),
+        "gamma": _instance("127.0.0.2:8931", "127.0.0.1:9233"),
+    }
+    rendered = _render(modules, _pillar(instances))
+    assert isinstance(rendered, dict), rendered
+    for name in instances:
+        service = rendered[f"anubis-service-running-{name}-service-running"]
+        assert _arg(service, "name") == f"anubis@{name}.service"
+        assert _arg(rendered[f"anubis-config-env-{name}-file-managed"], "name") == (
+            f"/etc/anubis/{name}.env"
+        )
+        assert _arg(rendered[f"anubis-config-key-{name}-anubis-key_managed"], "name") == (
+            f"/etc/anubis/keys/{name}.key"
+        )
+        policy = _arg(rendered[f"anubis-config-policy-{name}-file-serialize"], "dataset")
+        assert policy["store"] == {
+            "backend": "bbolt",
+            "parameters": {"path": f"/var/lib/anubis/{name}/anubis.bdb"},
+        }
+    registry = _arg(rendered["anubis-config-registry-file-serialize"], "dataset")
+    assert [t["targets"] for t in registry["targets"]] == [
+        ["opskit-functional:9231"],
+        ["opskit-functional:9232"],
+        ["127.0.0.1:9233"],  # bound to one address: that address is the target
+    ]
+    mine = rendered["anubis-service-mine-targets-anubis-mine_published"]
+    assert _arg(mine, "name") == "anubis_targets"
+
+
+def test_policy_file_is_valid_yaml_with_upstreams_keys(modules, loaders):
+    rendered = _render(modules, EXAMPLE)
+    dataset = _arg(rendered["anubis-config-policy-gitlab-file-serialize"], "dataset")
+    text = loaders.serializers["yaml.serialize"](dataset)  # what file.serialize writes
+    policy = yaml.safe_load(text)
+    assert [rule["name"] for rule in policy["bots"]] == [
+        "deny-known-scrapers",
+        "campus",
+        "api",
+        "generic-browser",
+    ]
+    assert policy["status_codes"] == {"CHALLENGE": 200, "DENY": 403}
+    assert policy["store"]["parameters"]["path"] == "/var/lib/anubis/gitlab/anubis.bdb"
+
+
+def test_env_file_template(modules, tmp_path):
+    rendered = _render(modules, EXAMPLE)
+    context = _arg(rendered["anubis-config-env-gitlab-file-managed"], "context")
+    out = tmp_path / "gitlab.env"
+    modules.cp.get_template("salt://anubis/files/instance.env.jinja", str(out), **context)
+    lines = [line for line in out.read_text().splitlines() if not line.startswith("#")]
+    env = dict(line.split("=", 1) for line in lines if line)
+    assert env["BIND"] == '"127.0.0.1:8923"'
+    assert env["METRICS_BIND"] == '"0.0.0.0:9201"'
+    assert env["POLICY_FNAME"] == '"/etc/anubis/gitlab.botPolicies.yaml"'
+    assert env["WEBMASTER_EMAIL"] == '"webmaster@example.org"'
+    assert not any(name.startswith(("ED25519", "HS512")) for name in env)
+
+
+def _location(config: str, path: str) -> str:
+    match = re.search(r"location " + re.escape(path) + r" \{(.*?)\n    \}", config, re.DOTALL)
+    assert match, f"no location {path} in:\n{config}"
+    return match.group(1)
+
+
+def test_sidecar_site_template(modules, tmp_path):
+    rendered = _render(modules, EXAMPLE)
+    context = _arg(rendered["nginx-site-anubis-gitlab-file-managed"], "context")
+    out = tmp_path / "site.conf"
+    modules.cp.get_template("salt://anubis/files/site-sidecar.conf.jinja", str(out), **context)
+    config = out.read_text()
+    anubis = _location(config, "/.within.website/")
+    assert "proxy_pass http://127.0.0.1:8923;" in anubis
+    assert "proxy_pass_request_body off;" in anubis
+    assert "client_max_body_size 0;" in anubis
+    assert "proxy_set_header X-Real-IP $remote_addr;" in anubis
+    assert "proxy_set_header X-Original-URI $request_uri;" in anubis
+    redirect = _location(config, "@redirectToAnubis")
+    assert "return 307 /.within.website/?redir=$scheme://$host$request_uri;" in redirect
+    app = _location(config, "/")
+    assert "auth_request /.within.website/x/cmd/anubis/api/check;" in app
+    assert "error_page 401 = @redirectToAnubis;" in app
+    assert "proxy_pass http://127.0.0.1:8080;" in app
+    assert "proxy_set_header X-Real-IP $remote_addr;" in app
+    assert "client_max_body_size 250m;" in app
+    assert "ssl_certificate /etc/ssl/certs/gitlab.example.org.pem;" in config
+    assert "return 301 https://$host$request_uri;" in config  # http_redirect_port 80
+
+
+def test_proxy_site_template(modules, tmp_path):
+    rendered = _render(modules, EXAMPLE)
+    context = _arg(rendered["nginx-site-anubis-legacy-file-managed"], "context")
+    out = tmp_path / "site.conf"
+    modules.cp.get_template("salt://anubis/files/site-proxy.conf.jinja", str(out), **context)
+    app = _location(out.read_text(), "/")
+    assert "proxy_pass http://127.0.0.1:8924;" in app  # to Anubis, which forwards
+    assert "proxy_set_header X-Real-IP $remote_addr;" in app
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in app
+    assert "auth_request" not in out.read_text()
+
+
+def test_empty_pillar_is_harmless(modules):
+    for sls in ("anubis", "anubis.clean"):
+        rendered = _render(modules, {}, sls)
+        assert isinstance(rendered, dict), rendered
+    rendered = _render(modules, {})
+    assert list(rendered) == ["anubis-instances-none-test-succeed_without_changes"]
+
+
+def test_signing_key_from_pillar_is_never_rendered(modules):
+    pillar = copy.deepcopy(EXAMPLE)
+    pillar["anubis"]["instances"]["gitlab"]["ed25519_private_key_hex"] = KEY
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    assert KEY not in repr(rendered)
+    key_state = rendered["anubis-config-key-gitlab-anubis-key_managed"]
+    assert _arg(key_state, "pillar_path") == "anubis:instances:gitlab:ed25519_private_key_hex"
+
+
+# Refusals ----------------------------------------------------------------------------
+COLLISIONS = {
+    "between instances": (
+        {
+            "a": _instance("127.0.0.1:8931", "0.0.0.0:9231"),
+            "b": _instance("0.0.0.0:8931", "0.0.0.0:9232"),
+        },
+        {},
+        "instances.a.bind: 127.0.0.1:8931 collides with instances.b.bind 0.0.0.0:8931",
+    ),
+    "metrics and bind of one instance": (
+        {"a": _instance("127.0.0.1:9231", "0.0.0.0:9231")},
+        {},
+        "instances.a.bind: 127.0.0.1:9231 collides with instances.a.metrics_bind",
+    ),
+    "upstream's metrics default, Prometheus": (
+        {"a": _instance("127.0.0.1:8931", ":9090")},
+        {},
+        "instances.a.metrics_bind: :9090 collides with port 9090 reserved for Prometheus",
+    ),
+    "an nginx site port": (
+        {"a": _instance("127.0.0.1:443", "0.0.0.0:9231")},
+        {},
+        "instances.a.bind: 127.0.0.1:443 collides with nginx's instances.a.site.listen",
+    ),
+    "an exporter's listen address in pillar": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9555")},
+        {"exporters": {"node_exporter": {"listen_address": "10.0.0.5:9555"}}},
+        "collides with pillar exporters:node_exporter:listen_address 10.0.0.5:9555",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", COLLISIONS, ids=list(COLLISIONS))
+def test_port_collisions_are_refused(modules, case):
+    instances, extra_pillar, message = COLLISIONS[case]
+    error = _render_error(modules, {**_pillar(instances), **extra_pillar})
+    assert "anubis formula on opskit-functional" in error
+    assert "nothing was changed" in error
+    assert message in error
+
+
+def test_port_held_by_another_process_is_refused(modules):
+    """A socket listening on this host right now (opened by this test) is in the way."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        pillar = _pillar(
+            {"a": _instance(f"127.0.0.1:{port}", "0.0.0.0:9231")}, check_listening_ports=True
+        )
+        error = _render_error(modules, pillar)
+    assert f"instances.a.bind: 127.0.0.1:{port} is already in use on this host by" in error
+    assert f"pid {os.getpid()}" in error
+
+
+BAD = {
+    "bind missing": (
+        {
+            "a": {
+                k: v for k, v in _instance("127.0.0.1:8931", "0.0.0.0:9231").items() if k != "bind"
+            }
+        },
+        "instances.a.bind: is required (upstream's defaults :8923 and :9090 collide",
+    ),
+    "bind not host:port": (
+        {"a": _instance("localhost:8931", "0.0.0.0:9231")},
+        "instances.a.bind: 'localhost:8931': 'localhost' is not an IP address",
+    ),
+    "unknown mode": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", mode="inline")},
+        "instances.a.mode: must be sidecar or proxy, not 'inline'",
+    ),
+    "upstream not a URL": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", upstream="127.0.0.1:8080")},
+        "instances.a.upstream: must be an http:// or https:// URL, not '127.0.0.1:8080'",
+    ),
+    "instance name": (
+        {"Bad Name": _instance("127.0.0.1:8931", "0.0.0.0:9231")},
+        "instances.Bad Name: instance names are 1-32 characters",
+    ),
+    "bbolt outside the state directory": (
+        {
+            "a": _instance(
+                "127.0.0.1:8931",
+                "0.0.0.0:9231",
+                policy={"store": {"backend": "bbolt", "parameters": {"path": "/tmp/a.bdb"}}},
+            )
+        },
+        "instances.a.policy.store.parameters.path: '/tmp/a.bdb' must be a file directly in "
+        "the instance's StateDirectory /var/lib/anubis/a/",
+    ),
+    "sidecar with a 2xx denial": (
+        {
+            "a": _instance(
+                "127.0.0.1:8931",
+                "0.0.0.0:9231",
+                policy={"status_codes": {"CHALLENGE": 200, "DENY": 200}},
+            )
+        },
+        "instances.a.policy.status_codes.DENY: must be 403 in sidecar mode, not 200",
+    ),
+    "store with credentials": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", policy={"store": {"backend": "valkey"}})},
+        "instances.a.policy.store.backend: must be one of bbolt, memory",
+    ),
+    "bad rule": (
+        {
+            "a": _instance(
+                "127.0.0.1:8931",
+                "0.0.0.0:9231",
+                policy={"bots": [{"name": "x", "user_agent_regex": "(", "action": "DENY"}]},
+            )
+        },
+        "instances.a.policy.bots[x].user_agent_regex: is not a valid regular expression",
+    ),
+    "rule without a matcher": (
+        {
+            "a": _instance(
+                "127.0.0.1:8931",
+                "0.0.0.0:9231",
+                policy={"bots": [{"name": "x", "action": "ALLOW"}]},
+            )
+        },
+        "instances.a.policy.bots[x]: needs one of user_agent_regex, path_regex",
+    ),
+    "policy metrics block": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", policy={"metrics": {"bind": ":9999"}})},
+        "metrics: set the instance's metrics_bind instead",
+    ),
+    "secret in env": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", env={"ED25519_PRIVATE_KEY_HEX": KEY})},
+        "instances.a.env.ED25519_PRIVATE_KEY_HEX: secrets do not go into env files",
+    ),
+    "formula's own variable in env": (
+        {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", env={"TARGET": "http://x"})},
+        "instances.a.env.TARGET: is set by the formula; use the instance setting",
+    ),
+    "site without TLS": (
+        {"a": {**_instance("127.0.0.1:8931", "0.0.0.0:9231"), "site": {"server_name": ["a.org"]}}},
+        "instances.a.site.tls: needs absolute paths `certificate` and `key`",
+    ),
+    "same site twice": (
+        {
+            "a": _instance("127.0.0.1:8931", "0.0.0.0:9231"),
+            "b": {
+                **_instance("127.0.0.1:8932", "0.0.0.0:9232"),
+                "site": {"server_name": [_server_name("127.0.0.1:8931", "sidecar")], "tls": TLS},
+            },
+        },
+        "instances.b.site.server_name: sidecar-127-0-0-1-8931.example.org on port 443 is "
+        "already served by instance a",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_pillar_is_refused_with_a_clear_message(modules, case):
+    instances, message = BAD[case]
+    error = _render_error(modules, _pillar(instances))
+    assert "pillar 'anubis' is not valid; nothing was changed" in error
+    assert message in error
+    assert KEY not in error
+
+
+def test_bad_key_is_refused_without_showing_it(modules):
+    short = KEY[:-2]
+    instances = {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", ed25519_private_key_hex=short)}
+    error = _render_error(modules, _pillar(instances))
+    assert (
+        "instances.a.ed25519_private_key_hex: must be exactly 64 hex characters (got 62)" in error
+    )
+    assert short not in error
+
+
+def test_release_must_be_verifiable(modules):
+    pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
+    del pillar["anubis"]["release"]["sha256"]
+    error = _render_error(modules, pillar)
+    assert "release: needs sha256" in error
+    assert "upstream publishes no checksum file" in error
+
+
+def test_every_problem_is_reported_at_once(modules):
+    instances = {
+        "a": _instance("127.0.0.1:8931", ":9090", mode="inline", upstream="nope"),
+    }
+    error = _render_error(modules, _pillar(instances))
+    for part in ("instances.a.mode", "instances.a.upstream", "instances.a.metrics_bind"):
+        assert part in error
+
+
+# The anubis state module, run through Salt's state machinery -------------------------
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="SKIPPED: key files are owned by root (chown 0:0); run the functional tier as root",
+)
+
+
+def _single(modules, fun, **kwargs):
+    ret = modules.state.single(fun, **kwargs)
+    raw = getattr(ret, "raw", ret)  # salt-factories wraps state returns in StateResult
+    assert isinstance(raw, dict), raw
+    (result,) = raw.values()
+    return result
+
+
+@needs_root
+def test_key_is_generated_once_with_mode_0400(modules, tmp_path, testmode):
+    path = tmp_path / "keys" / "a.key"
+    first = _single(modules, "anubis.key_managed", name=str(path), test=testmode)
+    if testmode:
+        assert first["result"] is None
+        assert not path.exists()
+        return
+    assert first["result"] is True, first
+    content = path.read_bytes()
+    assert re.fullmatch(rb"[0-9a-f]{64}\n", content)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
+    assert first["changes"]["key"]["new"].startswith("ed25519:")
+    assert content.strip().decode() not in repr(first)
+
+    second = _single(modules, "anubis.key_managed", name=str(path))
+    assert second["result"] is True
+    assert second["changes"] == {}
+    assert path.read_bytes() == content
+
+
+@needs_root
+def test_key_from_pillar_replaces_a_generated_one(modules, tmp_path):
+    path = tmp_path / "a.key"
+    _single(modules, "anubis.key_managed", name=str(path))
+    pillar = {"anubis": {"instances": {"a": {"ed25519_private_key_hex": KEY}}}}
+    pillar_path = "anubis:instances:a:ed25519_private_key_hex"
+
+    would = _single(
+        modules,
+        "anubis.key_managed",
+        name=str(path),
+        pillar_path=pillar_path,
+        pillar=pillar,
+        test=True,
+    )
+    assert would["result"] is None
+    assert KEY not in path.read_text()
+
+    ret = _single(
+        modules, "anubis.key_managed", name=str(path), pillar_path=pillar_path, pillar=pillar
+    )
+    assert ret["result"] is True, ret
+    assert path.read_text() == KEY + "\n"
+    assert "replaced with the key from pillar" in ret["comment"]
+    assert KEY not in repr(ret)
+    again = _single(
+        modules, "anubis.key_managed", name=str(path), pillar_path=pillar_path, pillar=pillar
+    )
+    assert again["changes"] == {}
+
+
+@needs_root
+def test_key_mode_drift_is_repaired_without_touching_the_key(modules, tmp_path):
+    path = tmp_path / "a.key"
+    _single(modules, "anubis.key_managed", name=str(path))
+    content = path.read_bytes()
+    path.chmod(0o644)
+    ret = _single(modules, "anubis.key_managed", name=str(path))
+    assert ret["result"] is True
+    assert ret["changes"] == {"mode": {"old": "0644", "new": "0400"}}
+    assert path.read_bytes() == content
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+
+def test_a_malformed_key_file_is_not_replaced(modules, tmp_path):
+    path = tmp_path / "a.key"
+    path.write_text("not-a-key-but-maybe-important\n")
+    ret = _single(modules, "anubis.key_managed", name=str(path))
+    assert ret["result"] is False
+    assert "is not replaced automatically: a new key re-challenges every visitor" in ret["comment"]
+    assert path.read_text() == "not-a-key-but-maybe-important\n"
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b"OK\n" if self.path == "/healthz" else b"404 page not found\n"
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def health_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthy_passes_on_200(modules, health_server, testmode):
+    ret = _single(
+        modules,
+        "anubis.healthy",
+        name="anubis@a.service",
+        url=health_server + "/healthz",
+        test=testmode,
+    )
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {}
+
+
+def test_healthy_fails_with_the_url_when_nothing_answers(modules, health_server):
+    ret = _single(
+        modules, "anubis.healthy", name="anubis@a.service", url=health_server + "/nope", timeout=1
+    )
+    assert ret["result"] is False
+    assert f"{health_server}/nope did not answer 200 within 1s (last: status 404" in ret["comment"]
+
+
+def test_tarball_method_renders_a_verified_download_and_a_linked_unit(modules):
+    pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
+    pillar["anubis"]["release"].update({"method": "tarball", "version": "1.27.0"})
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    archive = rendered["anubis-package-install-archive-extracted"]
+    assert _arg(archive, "source") == (
+        "https://mirror.example.org/anubis/v1.27.0/anubis-1.27.0-linux-amd64.tar.gz"
+    )
+    assert _arg(archive, "source_hash") == "sha256=" + "ab" * 32
+    link = rendered["anubis-package-unit-file-symlink"]
+    assert _arg(link, "target") == "/opt/anubis/anubis-1.27.0-linux-amd64/run/anubis@.service"
+    dropin = _arg(rendered["anubis-config-dropin-a-file-managed"], "context")
+    assert dropin["binary"] == "/opt/anubis/anubis-1.27.0-linux-amd64/bin/anubis"
+    assert "anubis-package-install-pkg-installed" not in rendered

@@ -1,0 +1,155 @@
+"""The shared `nginx` formula: its site macros refuse bad input while rendering, and its
+test script (opskit-nginx-test, which file.managed runs as check_cmd) tests a candidate
+in place of the live file without touching any live file.
+
+The script is rendered by Salt and run for real here, with a stand-in for the nginx
+binary (a shell script that checks the configuration it is given the way `nginx -t`
+would for these cases: it reads the main file and the files it includes, and rejects
+an unknown directive), because nginx is not installed on the test host. The lab's
+integration tests run the same script against the real nginx.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+FAKE_NGINX = textwrap.dedent(
+    """\
+    #!/bin/sh
+    # Stand-in for `nginx -t -q -c FILE`: follow `include DIR/*.conf;` lines of FILE and
+    # fail like nginx on an unknown directive.
+    [ "$1 $2 $3" = "-t -q -c" ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+    conf=$4
+    echo "$conf" >> "$(dirname "$0")/tested"
+    files="$conf $(sed -n 's/^ *include \\(.*\\*\\.conf\\);$/\\1/p' "$conf")"
+    for f in $files; do
+        [ -e "$f" ] || continue
+        if grep -q bogus_directive "$f"; then
+            echo "nginx: [emerg] unknown directive \\"bogus_directive\\" in $f" >&2
+            exit 1
+        fi
+    done
+    """
+)
+
+
+@pytest.fixture
+def nginx_tree(modules, tmp_path):
+    """A live configuration in tmp_path (nginx.conf + sites dir) and the rendered script."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    conf = tmp_path / "nginx.conf"
+    modules.cp.get_template(
+        "salt://nginx/files/nginx.conf.jinja",
+        str(conf),
+        user="www-data",
+        worker_processes="auto",
+        worker_connections=768,
+        server_tokens=False,
+        include_sites_enabled=False,
+        sites_dir=str(sites),
+    )
+    fake = tmp_path / "bin" / "nginx"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_NGINX)
+    fake.chmod(0o755)
+    script = tmp_path / "opskit-nginx-test"
+    modules.cp.get_template(
+        "salt://nginx/files/opskit-nginx-test.sh.jinja",
+        str(script),
+        conf_file=str(conf),
+        sites_dir=str(sites),
+        binary=str(fake),
+    )
+    script.chmod(0o755)
+    (sites / "live.conf").write_text("server { listen 8080; }\n")
+    return {"conf": conf, "sites": sites, "script": script, "tested": fake.parent / "tested"}
+
+
+def _run(*argv, tmpdir=None):
+    env = {"PATH": "/usr/bin:/bin", **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, check=False, env=env
+    )
+
+
+def test_site_candidate_is_tested_in_place_of_the_live_file(nginx_tree, tmp_path):
+    candidate = tmp_path / "candidate"
+    candidate.write_text("server { listen 8081; }\n")
+    proc = _run(nginx_tree["script"], "site", "new", candidate)
+    assert proc.returncode == 0, proc.stderr
+    tested = nginx_tree["tested"].read_text().split()
+    assert len(tested) == 1
+    assert tested[0] != str(nginx_tree["conf"])  # a copy, not the live nginx.conf
+    # the live tree is untouched: the candidate was only tested
+    assert sorted(p.name for p in nginx_tree["sites"].iterdir()) == ["live.conf"]
+
+
+def test_bad_site_candidate_is_refused_and_the_live_file_stays(nginx_tree, tmp_path):
+    live = nginx_tree["sites"] / "live.conf"
+    before = live.read_text()
+    candidate = tmp_path / "candidate"
+    candidate.write_text("server { bogus_directive on; }\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = _run(nginx_tree["script"], "site", "live", candidate, tmpdir=scratch)
+    assert proc.returncode == 1
+    assert "unknown directive" in proc.stderr
+    assert f"rejected the candidate for {live}" in proc.stderr
+    assert "the live file is unchanged" in proc.stderr
+    assert live.read_text() == before
+    assert list(scratch.iterdir()) == []  # the temporary copy is gone
+
+
+def test_a_bad_existing_site_fails_a_good_candidate(nginx_tree, tmp_path):
+    """The whole configuration is tested, not the candidate alone."""
+    (nginx_tree["sites"] / "other.conf").write_text("bogus_directive on;\n")
+    candidate = tmp_path / "candidate"
+    candidate.write_text("server { listen 8081; }\n")
+    assert _run(nginx_tree["script"], "site", "new", candidate).returncode == 1
+
+
+def test_main_candidate_is_tested_directly(nginx_tree, tmp_path):
+    candidate = tmp_path / "nginx.conf.new"
+    candidate.write_text("bogus_directive on;\n")
+    proc = _run(nginx_tree["script"], "main", candidate)
+    assert proc.returncode == 1
+    assert "the live file is unchanged" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["site", "../escape", "/dev/null"], ["site", "x"], ["restart", "x"]]
+)
+def test_script_refuses_bad_arguments(nginx_tree, argv):
+    assert _run(nginx_tree["script"], *argv).returncode == 2
+
+
+def test_site_macro_refuses_a_bad_name(modules):
+    pillar = {"nginx": {"sites": {"bad name": {"contents": "server {}"}}}}
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, list), rendered
+    assert "nginx site name bad name is invalid" in "\n".join(rendered)
+
+
+def test_site_macro_needs_exactly_one_of_source_and_contents(modules):
+    pillar = {"nginx": {"sites": {"x": {"context": {}}}}}
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, list), rendered
+    assert "give exactly one of source" in "\n".join(rendered)
+
+
+def test_pillar_sites_become_checked_site_states(modules):
+    pillar = {
+        "nginx": {
+            "sites": {"status": {"contents": "server {}\n"}, "old": {"absent": True}},
+        }
+    }
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, dict), rendered
+    site = rendered["nginx-site-status-file-managed"]["file"]
+    assert {"check_cmd": "/usr/local/sbin/opskit-nginx-test site status"} in site
+    assert {"watch_in": [{"service": "nginx-service-running-service-running"}]} in site
+    assert "nginx-site-old-file-absent" in rendered

@@ -1,0 +1,133 @@
+"""_utils/opskit_net.py: listen addresses, collisions, and listening sockets read from a
+/proc tree (a fake one built in a temporary directory, with real symlinks)."""
+
+from __future__ import annotations
+
+import os
+
+import opskit_net
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port", "wildcard"),
+    [
+        ("127.0.0.1:8923", "127.0.0.1", 8923, False),
+        (":8923", "", 8923, True),
+        ("0.0.0.0:9090", "0.0.0.0", 9090, True),  # noqa: S104 - parsing, not binding
+        ("[::1]:80", "::1", 80, False),
+        ("[::]:443", "::", 443, True),
+    ],
+)
+def test_parse_endpoint(text, host, port, wildcard):
+    endpoint = opskit_net.parse_endpoint(text)
+    assert (endpoint.host, endpoint.port, endpoint.wildcard) == (host, port, wildcard)
+    assert opskit_net.parse_endpoint(endpoint.text) == endpoint
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("8923", "is not HOST:PORT"),
+        ("localhost:8923", "is not an IP address"),
+        ("127.0.0.1:0", "from 1 to 65535"),
+        ("127.0.0.1:70000", "from 1 to 65535"),
+        ("::1:80", "in brackets"),
+        ("[127.0.0.1]:80", "IPv6 addresses only"),
+        (8923, "is not HOST:PORT"),
+    ],
+)
+def test_parse_endpoint_refuses_with_a_reason(text, message):
+    with pytest.raises(ValueError, match=message):
+        opskit_net.parse_endpoint(text)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "collide"),
+    [
+        ("127.0.0.1:8923", "127.0.0.1:8923", True),
+        ("127.0.0.1:8923", "127.0.0.2:8923", False),
+        ("0.0.0.0:8923", "127.0.0.1:8923", True),
+        (":8923", "[::1]:8923", True),
+        ("127.0.0.1:8923", "127.0.0.1:8924", False),
+        ("[::1]:80", "[0:0:0:0:0:0:0:1]:80", True),
+    ],
+)
+def test_collides(a, b, collide):
+    first, second = opskit_net.parse_endpoint(a), opskit_net.parse_endpoint(b)
+    assert first.collides(second) is collide
+    assert second.collides(first) is collide
+
+
+TCP_HEADER = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+    "   uid  timeout inode\n"
+)
+
+
+def _tcp_line(slot, local, remote, state, inode):
+    return (
+        f"   {slot}: {local} {remote} {state} 00000000:00000000 00:00000000 00000000"
+        f"     0        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+    )
+
+
+def test_listening_sockets_from_a_proc_tree(tmp_path):
+    proc = tmp_path
+    (proc / "net").mkdir()
+    # 127.0.0.1:8923 LISTEN (inode 1234), an ESTABLISHED connection, 0.0.0.0:9201 LISTEN
+    (proc / "net" / "tcp").write_text(
+        TCP_HEADER
+        + _tcp_line(0, "0100007F:22DB", "00000000:0000", "0A", 1234)
+        + _tcp_line(1, "0100007F:22DB", "0100007F:D431", "01", 5555)
+        + _tcp_line(2, "00000000:23F1", "00000000:0000", "0A", 1235)
+    )
+    # [::]:443 LISTEN (inode 99), owned by a process whose fds we cannot map
+    (proc / "net" / "tcp6").write_text(
+        TCP_HEADER
+        + _tcp_line(0, "00000000000000000000000000000000:01BB", "0" * 32 + ":0000", "0A", 99)
+    )
+    pid = proc / "42"
+    (pid / "fd").mkdir(parents=True)
+    os.symlink("socket:[1234]", pid / "fd" / "3")
+    os.symlink("socket:[1235]", pid / "fd" / "4")
+    os.symlink("/dev/null", pid / "fd" / "0")
+    (pid / "cgroup").write_text(
+        "9:name=systemd:/system.slice/system-anubis.slice/anubis@app.service\n"
+        "0::/system.slice/system-anubis.slice/anubis@app.service\n"
+    )
+    (pid / "comm").write_text("anubis\n")
+
+    rows = opskit_net.listening_sockets(proc)
+
+    assert rows == [
+        {"address": "::", "port": 443, "pid": None, "unit": None, "command": None},
+        {
+            "address": "127.0.0.1",
+            "port": 8923,
+            "pid": 42,
+            "unit": "anubis@app.service",
+            "command": "anubis",
+        },
+        {
+            "address": "0.0.0.0",  # noqa: S104 - an expected value, not a bind
+            "port": 9201,
+            "pid": 42,
+            "unit": "anubis@app.service",
+            "command": "anubis",
+        },
+    ]
+
+
+def test_listening_sockets_sees_a_real_listener():
+    """On this host: a socket we open ourselves shows up, owned by this process."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        rows = [r for r in opskit_net.listening_sockets() if r["port"] == port]
+    assert len(rows) == 1, rows
+    assert rows[0]["address"] == "127.0.0.1"
+    assert rows[0]["pid"] == os.getpid()
