@@ -390,8 +390,10 @@ def test_nginx_exporter_and_package_sourced_node_exporter(synced, web_baseline):
     args = sh(lab, WEB, "ps -o user=,args= -C prometheus-node-exporter")
     assert args.startswith("node_ex"), args  # ps truncates user names to 8 characters
     assert sh(lab, WEB, "systemctl is-enabled prometheus-node-exporter", False).strip() == "masked"
+    stub_port = record(WEB)["exporters"]["nginx_exporter"]["nginx"]["stub_status"]["listen"]
+    stub_port = stub_port.rsplit(":", 1)[1]
     assert sh(
-        lab, WEB, "curl -s -o /dev/null -w '%{http_code}' http://web-01.lab:8080/", False
+        lab, WEB, f"curl -s -o /dev/null -w '%{{http_code}}' http://web-01.lab:{stub_port}/", False
     ) in (
         "000",
         "",

@@ -45,3 +45,44 @@ def test_minions_only_reach_the_lab_host(lab):
     assert "default" not in routes
     probe = minion.run(["curl", "-s", "-m", "3", "http://192.0.2.1/"], check=False)
     assert probe.returncode != 0
+
+
+def test_minions_reach_each_other_across_the_bridge(lab):
+    """A monitoring host must be able to scrape the others: minion-to-minion traffic
+    passes the lab's firewall (the host bridges with br_netfilter on)."""
+    server, client = list(lab.minions.values())[:2]
+    unit = "opskit-lab-reach-test"
+    server.run(
+        [
+            "systemd-run",
+            f"--unit={unit}",
+            "python3",
+            "-m",
+            "http.server",
+            "18999",
+            "--bind",
+            server.spec.ip,
+            "--directory",
+            "/etc",
+        ]
+    )
+    try:
+        probe = client.run(
+            [
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "--retry",
+                "5",
+                "--retry-connrefused",
+                "--retry-delay",
+                "1",
+                f"http://{server.spec.ip}:18999/hostname",
+            ],
+            check=False,
+        )
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.strip() == server.spec.machine
+    finally:
+        server.run(["systemctl", "stop", unit], check=False)

@@ -49,10 +49,14 @@ def create(cfg: LabConfig) -> None:
     _run(["ip", "link", "add", cfg.bridge, "type", "bridge"])
     _run(["ip", "addr", "add", f"{cfg.host_ip}/{cfg.subnet.prefixlen}", "dev", cfg.bridge])
     _run(["ip", "link", "set", cfg.bridge, "up"])
+    # The host bridges with br_netfilter on (bridge-nf-call-iptables=1), so frames between
+    # two minions also pass the forward hook, with the bridge as both in and out device:
+    # accept those first, then drop whatever crosses the lab's boundary.
     ruleset = f"""
 table inet {cfg.nft_table} {{
     chain forward {{
         type filter hook forward priority -10; policy accept;
+        iifname "{cfg.bridge}" oifname "{cfg.bridge}" accept comment "minion to minion"
         iifname "{cfg.bridge}" counter drop comment "lab minions reach only this host"
         oifname "{cfg.bridge}" counter drop comment "nothing is routed into the lab"
     }}
