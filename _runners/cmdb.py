@@ -350,9 +350,12 @@ def _webhook_config() -> _WebhookConfig:
         raise SaltInvocationError(
             "`cmdb_webhook:apply` must be highstate, false, or a list of SLS names"
         )
+    max_age = conf.get("max_age", opskit_cmdb.DEFAULT_WEBHOOK_MAX_AGE)
+    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
+        raise SaltInvocationError("`cmdb_webhook:max_age` must be a positive number of seconds")
     return _WebhookConfig(
         secret=secret.encode("utf-8"),
-        max_age=float(conf.get("max_age", opskit_cmdb.DEFAULT_WEBHOOK_MAX_AGE)),
+        max_age=float(max_age),
         apply=apply,
         test=bool(conf.get("test", False)),
         queue=bool(conf.get("queue", True)),
@@ -381,7 +384,10 @@ def hook(body=None, headers=None, tag=None):
         # what the reactor does with a hook event's data
         salt-run cmdb.hook body='{"event": ...}' headers='{"X-CMDB-Signature": "sha256=..."}'
     """
-    source = f" ({tag})" if tag else ""
+    sender = next((v for k, v in (headers or {}).items() if str(k).lower() == "remote-addr"), None)
+    origin = [str(tag)] if tag else []
+    origin += [f"from {sender}"] if sender else []
+    source = f" ({', '.join(origin)})" if origin else ""
     try:
         conf = _webhook_config()
         payload, signature = opskit_cmdb.verify_webhook(body, headers, conf.secret, conf.max_age)

@@ -641,6 +641,8 @@ class Client:
             self.sleep(delay)
 
     def _attempt(self, session, minion_id, url, auth, headers) -> Answer:
+        """One request, following same-origin redirects; the connection goes back to
+        the pool whenever the answer's body could be read to its end."""
         entry = self.entry
         first = url
         for _ in range(MAX_REDIRECTS + 1):
@@ -654,34 +656,44 @@ class Client:
                 stream=True,
             )
             with response:
-                status = response.status_code
-                if status in REDIRECT_STATUSES:
-                    target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
-                    if origin(target) != origin(first):
-                        raise self._fail(
-                            minion_id,
-                            first,
-                            f"the CMDB redirected (HTTP {status}) to another origin "
-                            f"({safe_url(target)}); opskit follows redirects only within "
-                            "the same scheme, host and port, so credentials never go "
-                            "elsewhere. Point `url` at the final location",
-                        )
-                    url = target
-                    continue
-                if status == 200:
-                    body = self._read(response, minion_id, url, started)
-                    return Answer("ok", self._parse(body, minion_id, url), _etag(response))
-                if status == 304 and "If-None-Match" in headers:
-                    return Answer("not_modified", etag=_etag(response) or headers["If-None-Match"])
-                if status == 404:
-                    return Answer("missing")
-                if status in RETRY_STATUSES:
-                    raise _Retryable(
-                        f"the CMDB answered HTTP {status} {response.reason or ''}".rstrip(),
-                        _retry_after(response),
-                    )
-                raise self._fail(minion_id, url, _status_cause(response))
+                try:
+                    answer = self._interpret(response, minion_id, (first, url), headers, started)
+                finally:
+                    _drain(response)
+            if isinstance(answer, Answer):
+                return answer
+            url = answer  # a same-origin redirect target
         raise self._fail(minion_id, first, f"more than {MAX_REDIRECTS} redirects")
+
+    def _interpret(self, response, minion_id, urls, headers, started):
+        """An Answer, a redirect target (str), or raise. ``urls``: (first, current)."""
+        first, url = urls
+        status = response.status_code
+        if status == 200:
+            body = self._read(response, minion_id, url, started)
+            return Answer("ok", self._parse(body, minion_id, url), _etag(response))
+        if status == 304 and "If-None-Match" in headers:
+            return Answer("not_modified", etag=_etag(response) or headers["If-None-Match"])
+        if status == 404:
+            return Answer("missing")
+        if status in REDIRECT_STATUSES:
+            target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
+            if origin(target) != origin(first):
+                raise self._fail(
+                    minion_id,
+                    first,
+                    f"the CMDB redirected (HTTP {status}) to another origin "
+                    f"({safe_url(target)}); opskit follows redirects only within the same "
+                    "scheme, host and port, so credentials never go elsewhere. Point `url` "
+                    "at the final location",
+                )
+            return target
+        if status in RETRY_STATUSES:
+            raise _Retryable(
+                f"the CMDB answered HTTP {status} {response.reason or ''}".rstrip(),
+                _retry_after(response),
+            )
+        raise self._fail(minion_id, url, _status_cause(response))
 
     def _read(self, response, minion_id, url, started) -> bytes:
         limit = self.entry.max_bytes
@@ -734,6 +746,19 @@ class _Retryable(Exception):
     def __init__(self, cause, retry_after=None):
         super().__init__(cause)
         self.cause, self.retry_after = cause, retry_after
+
+
+def _drain(response, limit: int = 65536) -> None:
+    """Read what is left of a small body, so that closing the response returns its
+    connection to the pool instead of closing it (requests closes unread responses)."""
+    if response._content_consumed:
+        return
+    read = 0
+    with contextlib.suppress(requests.exceptions.RequestException, OSError):
+        for chunk in response.iter_content(8192):
+            read += len(chunk)
+            if read > limit:
+                return
 
 
 def _etag(response) -> str | None:
@@ -815,14 +840,16 @@ class DiskCache:
 
     def __init__(self, cachedir):
         self.root = pathlib.Path(cachedir) / CACHE_DIRNAME
+        self._root = str(self.root)  # the hot paths (read, markers) use plain strings
 
     def _entry_dir(self, entry: Entry) -> pathlib.Path:
         return self.root / "entries" / entry.cache_id
 
     def read(self, entry: Entry, minion_id: str) -> dict | None:
-        path = self._entry_dir(entry) / f"{_key(minion_id)}.json"
+        path = os.path.join(self._root, "entries", entry.cache_id, _key(minion_id) + ".json")
         try:
-            record = json.loads(path.read_bytes())
+            with open(path, "rb") as handle:
+                record = json.loads(handle.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
@@ -856,21 +883,24 @@ class DiskCache:
             path.unlink()
 
     # Invalidation markers -----------------------------------------------------------
-    def _marker(self, minion_id: str | None) -> pathlib.Path:
-        return self.root / "invalidated" / ("all" if minion_id is None else _key(minion_id))
+    def _marker(self, minion_id: str | None) -> str:
+        name = "all" if minion_id is None else _key(minion_id)
+        return os.path.join(self._root, "invalidated", name)
 
     def invalidate(self, minion_id: str | None, now: float | None = None) -> float:
         """Mark copies of ``minion_id`` (None: every minion) as not fresh from now on."""
         stamp = time.time() if now is None else now
         directory = _private_dir(self.root / "invalidated", self.root)
-        _atomic_write(directory / self._marker(minion_id).name, repr(stamp).encode(), 0o600)
+        name = os.path.basename(self._marker(minion_id))
+        _atomic_write(directory / name, repr(stamp).encode(), 0o600)
         return stamp
 
     def invalidated_at(self, minion_id: str) -> float:
         latest = 0.0
         for path in (self._marker(None), self._marker(minion_id)):
             try:
-                latest = max(latest, float(path.read_text(encoding="ascii")))
+                with open(path, "rb") as handle:
+                    latest = max(latest, float(handle.read()))
             except FileNotFoundError:
                 continue
             except (OSError, ValueError) as err:
