@@ -459,6 +459,9 @@ def read_secret_file(path: str, option: str) -> str:
 def request_auth(entry: Entry, opts=None):
     """(auth tuple or None, extra headers) for a request; secrets resolved now."""
     headers = {name: resolve_secret(value, opts) for name, value in entry.headers}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise CmdbConfigError(f"`headers`: the value of {name} contains a line break")
     auth = None
     if entry.username:
         password = (
@@ -473,6 +476,8 @@ def request_auth(entry: Entry, opts=None):
             if entry.token_file
             else resolve_secret(entry.token, opts)
         )
+        if any(char.isspace() for char in token):
+            raise CmdbConfigError("the bearer token contains whitespace or a line break")
         headers["Authorization"] = f"Bearer {token}"
     return auth, headers
 
@@ -602,14 +607,17 @@ class Client:
         """GET the record of ``minion_id``; raise CmdbError with the cause on failure."""
         entry = self.entry
         url = entry.record_url(minion_id)
-        auth, headers = request_auth(entry, self.opts)
+        try:
+            auth, headers = request_auth(entry, self.opts)
+        except CmdbConfigError as err:
+            raise self._fail(minion_id, url, str(err), error=CmdbConfigError) from err
         if etag:
             headers["If-None-Match"] = etag
         session = session_for(entry)
         attempt = 0
         while True:
             attempt += 1
-            retry_after = None
+            retry_after = last_error = None
             try:
                 answer = self._attempt(session, minion_id, url, auth, headers)
             except _Retryable as err:
@@ -617,16 +625,15 @@ class Client:
             except CmdbError:
                 raise
             except requests.exceptions.SSLError as err:
-                raise self._fail(
-                    minion_id, url, describe_transport_error(err, url, entry)
-                ) from None
-            except (requests.exceptions.RequestException, OSError) as err:
                 cause = describe_transport_error(err, url, entry)
+                raise self._fail(minion_id, url, cause) from err  # retrying will not help
+            except (requests.exceptions.RequestException, OSError) as err:
+                cause, last_error = describe_transport_error(err, url, entry), err
             else:
                 return answer
             if attempt > entry.retries:
                 tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise self._fail(minion_id, url, cause + tries) from None
+                raise self._fail(minion_id, url, cause + tries) from last_error
             delay = _backoff_delay(entry.backoff, attempt)
             if retry_after is not None:
                 delay = min(max(delay, retry_after), MAX_BACKOFF)

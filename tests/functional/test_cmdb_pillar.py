@@ -398,6 +398,14 @@ def test_a_misconfigured_entry_names_the_minion_and_option(ext_pillar, conf, cmd
     assert "unknown cmdb ext_pillar option(s): pasword_file" in message
 
 
+def test_a_world_readable_password_file_is_refused_before_any_request(ext_pillar, conf, cmdb):
+    loose = write_secret(cmdb.directory / "loose.secret", PASSWORD, mode=0o644)
+    message = _raises(ext_pillar, conf(cmdb, password_file=str(loose)))
+    assert message.startswith("cannot read the pillar of minion 'web-01.lab' from the CMDB at")
+    assert f"`password_file` {loose} is accessible to every user (mode 0644)" in message
+    assert cmdb.requests() == []
+
+
 def test_url_with_credentials_is_refused_without_repeating_them(ext_pillar, conf, cmdb):
     url = cmdb.url.replace("https://", f"https://{USERNAME}:{PASSWORD}@")
     message = _raises(ext_pillar, conf(cmdb, url=url, username=None, password_file=None))

@@ -289,3 +289,40 @@ def test_without_webhook_configuration_every_hook_is_refused(opts, context):
     body, headers = hook_event()
     with pytest.raises(opskit_cmdb.WebhookRejected, match="no `cmdb_webhook` configuration"):
         runners["cmdb.hook"](body=body, headers=headers)
+
+
+# The reactor SLS -----------------------------------------------------------------------------
+def test_reactor_hands_the_raw_body_to_the_runner_byte_for_byte(master_opts):
+    """salt/reactor/cmdb-webhook.sls rendered by Salt's renderers, as the reactor does."""
+    import salt.template
+
+    from tests.conftest import REPO
+
+    opts = copy.deepcopy(master_opts)
+    renderers = salt.loader.render(opts, salt.loader.minion_mods(opts))
+    body = '{"minion_id": "h\\u00f4te", "note": "caf\u00e9 \U0001f600 \u2028 <&>"}'
+    data = {"body": body, "headers": {"X-Cmdb-Signature": "sha256=00"}, "post": {}}
+    reaction = salt.template.compile_template(
+        str(REPO / "salt" / "reactor" / "cmdb-webhook.sls"),
+        renderers,
+        opts["renderer"],
+        opts["renderer_blacklist"],
+        opts["renderer_whitelist"],
+        tag="salt/netapi/hook/cmdb",
+        data=data,
+    )
+    assert reaction == {
+        "cmdb-webhook-verify-and-apply": {
+            "runner.cmdb.hook": [
+                {
+                    "args": [
+                        {"body": body},
+                        {"headers": data["headers"]},
+                        {"tag": "salt/netapi/hook/cmdb"},
+                    ]
+                }
+            ]
+        }
+    }
+    passed = reaction["cmdb-webhook-verify-and-apply"]["runner.cmdb.hook"][0]["args"][0]["body"]
+    assert passed.encode() == body.encode()
