@@ -56,7 +56,8 @@ def _entries(entry=None) -> list[tuple[int, dict]]:
     chosen = [
         (position, config)
         for position, config in found
-        if str(entry) in (str(position), str(config.get("name", "")) if config else "")
+        if str(entry) == str(position)
+        or (isinstance(config, dict) and str(entry) == str(config.get("name", "")))
     ]
     if not chosen:
         raise SaltInvocationError(
