@@ -133,3 +133,29 @@ def test_master_and_minion_loaders_search_the_installed_package(pip_venv, kind):
         """,
     )
     assert f"{pip_venv['site']}/saltext/opskit/{kind}" in dirs
+
+
+def test_master_loads_the_cmdb_pillar_and_runner_from_the_entry_point(pip_venv):
+    """The pip route on a master: the ext_pillar and the runner load from the installed
+    package, and find their shared helper (``saltext.opskit.utils.opskit_cmdb``)."""
+    root = pip_venv["root"] / "cmdb-master"
+    (root / "conf").mkdir(parents=True, exist_ok=True)
+    (root / "conf" / "master").write_text(f"root_dir: {root}\n")
+    found = _run_python(
+        pip_venv,
+        f"""
+        import json, salt.config, salt.loader
+        opts = salt.config.master_config("{root}/conf/master")
+        utils = salt.loader.utils(opts)
+        pillars = salt.loader.pillars(opts, salt.loader.minion_mods(opts, utils=utils))
+        runners = salt.loader.runner(opts, utils=utils)
+        pillar = pillars["cmdb"]
+        print(json.dumps({{
+            "pillar": pillar.__module__,
+            "helper": pillar.__globals__["opskit_cmdb"].__file__,
+            "runner": "cmdb.invalidate" in runners,
+        }}))
+        """,
+    )
+    assert found["runner"] is True
+    assert found["helper"] == f"{pip_venv['site']}/saltext/opskit/utils/opskit_cmdb.py"

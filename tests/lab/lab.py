@@ -33,6 +33,7 @@ from tests.lab.config import LabConfig
 from tests.lab.master import cmdb_ca_file
 from tests.lab.master import cmdb_credentials_file
 from tests.lab.master import cmdb_password_file
+from tests.lab.master import cmdb_webhook_secret_file
 from tests.lab.minion import Minion
 from tests.lab.minion import MinionSpec
 from tests.lab.procs import LabError
@@ -180,6 +181,7 @@ class Lab:
             cmdb_credentials_file(cfg), json.dumps({"username": "salt", "password": password})
         )
         _write_private(cmdb_password_file(cfg), password + "\n")
+        _write_private(cmdb_webhook_secret_file(cfg), secrets.token_urlsafe(32) + "\n")
         key.chmod(0o600)
 
         store = Store(cfg.cmdb_dir / "cmdb.sqlite")
@@ -187,9 +189,23 @@ class Lab:
             store.put(minion_id, record)
         self.start_cmdb()
 
-    def start_cmdb(self, latency_ms: float = 0.0, extra_args: list[str] | None = None) -> None:
-        """(Re)start the sample CMDB process; tests stop and start it to simulate outages."""
+    def start_cmdb(
+        self, latency_ms: float = 0.0, extra_args: list[str] | None = None, webhook: bool = False
+    ) -> None:
+        """(Re)start the sample CMDB process; tests stop and start it to simulate outages.
+
+        ``webhook``: post a signed webhook to salt-api's ``/hook/cmdb`` on every edit
+        (off by default, so that tests editing records decide when minions apply).
+        """
         cfg = self.cfg
+        if webhook:
+            extra_args = [
+                "--webhook-url",
+                self.cmdb_webhook_url,
+                "--webhook-secret-file",
+                str(cmdb_webhook_secret_file(cfg)),
+                *(extra_args or []),
+            ]
         argv = [
             PYTHON,
             "-m",
@@ -351,9 +367,17 @@ class Lab:
 
         creds = json.loads(cmdb_credentials_file(self.cfg).read_text(encoding="utf-8"))
         session = requests.Session()
+        # Without this, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment replace
+        # session.verify (requests merges them over it) and the lab's CA is not used.
+        session.trust_env = False
         session.auth = (creds["username"], creds["password"])
         session.verify = str(cmdb_ca_file(self.cfg))
         return session
+
+    @property
+    def cmdb_webhook_url(self) -> str:
+        """Where the CMDB posts change notifications: salt-api's webhook, tag .../cmdb."""
+        return f"{self.cfg.salt_api_url}/hook/cmdb"
 
     def cmdb_record_url(self, minion_id: str) -> str:
         from urllib.parse import quote

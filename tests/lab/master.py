@@ -42,6 +42,11 @@ def cmdb_ca_file(cfg: LabConfig) -> pathlib.Path:
     return cfg.cmdb_dir / "ca.pem"
 
 
+def cmdb_webhook_secret_file(cfg: LabConfig) -> pathlib.Path:
+    """The secret the sample CMDB signs webhooks with, and the master verifies them with."""
+    return cfg.cmdb_dir / "webhook.secret"
+
+
 def ext_pillar_entry(cfg: LabConfig) -> dict:
     """How the lab master reads the sample CMDB (HTTPS with the lab's own CA)."""
     return {
@@ -69,6 +74,9 @@ def master_overrides(cfg: LabConfig) -> dict:
         },
         "module_dirs": [str(REPO)],
         "ext_pillar": [ext_pillar_entry(cfg)],
+        # CMDB edit -> webhook (salt-api /hook/cmdb) -> reactor -> cmdb.hook runner.
+        "reactor": [{"salt/netapi/hook/cmdb": ["salt://reactor/cmdb-webhook.sls"]}],
+        "cmdb_webhook": {"secret_file": str(cmdb_webhook_secret_file(cfg))},
         "timeout": 30,
         "gather_job_timeout": 30,
         "worker_threads": 4,
