@@ -379,6 +379,19 @@ class Lab:
         """Where the CMDB posts change notifications: salt-api's webhook, tag .../cmdb."""
         return f"{self.cfg.salt_api_url}/hook/cmdb"
 
+    @contextlib.contextmanager
+    def cmdb_record_edited(self, minion_id: str, patch: dict):
+        """Apply a JSON merge patch to a minion's CMDB record for the duration of a
+        ``with`` block, then put the original record back (also on failure)."""
+        session, url = self.cmdb_session(), self.cmdb_record_url(minion_id)
+        original = session.get(url, timeout=30)
+        original.raise_for_status()
+        session.patch(url, json=patch, timeout=30).raise_for_status()
+        try:
+            yield
+        finally:
+            session.put(url, json=original.json(), timeout=30).raise_for_status()
+
     def cmdb_record_url(self, minion_id: str) -> str:
         from urllib.parse import quote
 
