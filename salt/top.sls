@@ -14,6 +14,8 @@ base:
   'roles:thumbnail-server':
     - match: pillar
     - tuning
+    # Seafile thumbnail server with nginx in front (runs it under jemalloc itself).
+    - thumbnail-server
 {%- set extra_sls = salt["pillar.get"]("extra_sls", []) %}
 {%- if extra_sls %}
   '{{ grains["id"] }}':

@@ -3,7 +3,9 @@
 The records in tests/lab/inventory.yaml are passed as the pillar of `state.apply`
 (the same data the CMDB serves each host), so this holds whether or not the session's
 ext_pillar already delivers them. db-01 is a container: its vm.* values are persisted
-and reported as the host's; thumb-01 runs the lab's probe service under jemalloc.
+and reported as the host's; on thumb-01 the tuning formula runs the lab's probe service
+under jemalloc (its record does not list the probe: there the thumbnail-server formula
+runs the real service under jemalloc itself, so the test adds the probe to the pillar).
 Both are applied twice: the second apply must change nothing and restart nothing.
 Whatever this module adds that a highstate had not put there, it removes again.
 """
@@ -19,10 +21,11 @@ from tests.lab.lab import load_inventory
 
 PROBE = "opskit-lab-malloc-probe.service"
 LIBRARY = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+PROBE_TUNING = {"jemalloc": {"units": {PROBE: {"require_sls": ["lab.malloc_probe"]}}}}
 
 
-def _apply(lab, minion_id: str, sls: str) -> dict:
-    pillar = json.dumps(load_inventory()[minion_id])
+def _apply(lab, minion_id: str, sls: str, **pillar) -> dict:
+    pillar = json.dumps({**load_inventory()[minion_id], **pillar})
     # state.apply <sls> does not sync custom modules (highstate does): sync_mods=all.
     result = lab.salt(
         minion_id, "state.apply", sls, f"pillar={pillar}", "sync_mods=all", timeout=600
@@ -141,10 +144,10 @@ def _probe(minion) -> tuple[int, str, bool]:
 
 
 def test_thumbnail_host_runs_its_service_under_jemalloc_and_a_second_apply_is_quiet(lab, thumb):
-    states = _apply(lab, "thumb-01.lab", "lab.malloc_probe,tuning")
+    states = _apply(lab, "thumb-01.lab", "lab.malloc_probe,tuning", tuning=PROBE_TUNING)
     (enabled,) = _by_function(states, "jemalloc.enabled")
     pid, since, loaded = _probe(thumb)
     assert loaded, enabled
-    again = _apply(lab, "thumb-01.lab", "lab.malloc_probe,tuning")
+    again = _apply(lab, "thumb-01.lab", "lab.malloc_probe,tuning", tuning=PROBE_TUNING)
     assert {k: v["changes"] for k, v in again.items() if v["changes"]} == {}
     assert _probe(thumb) == (pid, since, True)

@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 
 from tests.lab import anubis_artifacts
+from tests.lab import thumbnail_artifacts
 from tests.lab.config import LabConfig
 from tests.lab.procs import LabError
 from tests.lab.procs import file_lock
@@ -167,14 +168,16 @@ def build_release(artifact: ReleaseArtifact, mirror_root: pathlib.Path) -> pathl
 def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
     """Build every artifact once into the cache; return the mirror root.
 
-    The directory is keyed by this file's source and the sources of the Anubis stand-in
-    artifacts, so a changed recipe builds a new tree and never rewrites one that another
-    running lab may be serving.
+    The directory is keyed by this file's source and the sources of the Anubis and
+    thumbnail-server stand-in artifacts, so a changed recipe builds a new tree and never
+    rewrites one that another running lab may be serving.
     """
     sources = (
         pathlib.Path(__file__),
         pathlib.Path(anubis_artifacts.__file__),
         anubis_artifacts.STANDIN,
+        pathlib.Path(thumbnail_artifacts.__file__),
+        thumbnail_artifacts.STANDIN,
     )
     recipe = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     root = cfg.cache_dir / "mirror" / recipe
@@ -189,5 +192,8 @@ def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
         # Anubis: the opskit stand-in under upstream's asset names (see anubis_artifacts).
         for path in anubis_artifacts.build_release(root):
             print(f"[lab mirror] built {path.relative_to(root)} (stand-in)", flush=True)
+        # Thumbnail server: the opskit stand-in as a release archive (thumbnail_artifacts).
+        path = thumbnail_artifacts.build_release(root)
+        print(f"[lab mirror] built {path.relative_to(root)} (stand-in)", flush=True)
         (root / ".complete").touch()
     return root

@@ -1,6 +1,6 @@
-# A small real service for the tuning formula's jemalloc states on the lab's
-# thumbnail-server host (the thumbnail service itself arrives with its own formula):
-# a Python process that keeps allocating and freeing memory.
+# A small real service for the tuning formula's jemalloc states
+# (tests/integration/test_tuning_lab.py): a Python process that keeps allocating and
+# freeing memory. Not in any host's CMDB record.
 lab-malloc-probe-script-file-managed:
   file.managed:
     - name: /usr/local/lib/opskit-lab/malloc_probe.py

@@ -1,0 +1,447 @@
+"""The `thumbnail-server` formula rendered by Salt's real state compiler (state.show_sls),
+its templates rendered by Salt's file client, and the thumbnail_server state module run
+through state.single -- on this host, touching nothing outside temporary directories.
+
+Docker mode is tested by rendering only: there is no Docker engine on these machines.
+The compose file, the jemalloc override the `jemalloc` state writes, and the env file
+are handed to docker compose (v1, which needs no engine) to validate and merge; that
+also checks the env file's quoting with compose's own parser.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+EXAMPLE = yaml.safe_load((REPO / "salt" / "thumbnail-server" / "pillar.example").read_text())
+JWT = "functional-test-jwt-key-0123456789abcdef"
+# Quotes, dollar signs, backslash, backtick, hash: what env file parsers interpret.
+PASSWORD = 'p4$$ "w0rd" ${HOME} \\x `y` #z'
+SECRETS = {"jwt_private_key": JWT, "db_password": PASSWORD}
+COMPOSE_PASSWORD = 'p4$$ "w0rd" $HOME \\x `y` #z'
+
+
+def _pillar(**ts):
+    pillar = {
+        "thumbnail_server": {
+            "seafile": {"inner_seahub_service_url": "http://seafile.example.org"},
+            "secrets": dict(SECRETS),
+            "systemd": {
+                "release": {
+                    "version": "13.0.7-site1",
+                    "source": "https://mirror.example.org/thumbnail-server.tar.gz",
+                    "sha256": "ab" * 32,
+                }
+            },
+        }
+    }
+    for key, value in ts.items():
+        current = pillar["thumbnail_server"].get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            current.update(value)
+        else:
+            pillar["thumbnail_server"][key] = value
+    return pillar
+
+
+def _docker_pillar(tmp_path, **ts):
+    # Compose v1 (the only compose here) expands ${VAR} even in single quotes; v2, which
+    # the formula targets, does not. The docker-mode password avoids ${ for that reason.
+    ts.setdefault("secrets", {"db_password": COMPOSE_PASSWORD})
+    return _pillar(
+        mode="docker",
+        config_dir=str(tmp_path / "etc"),
+        docker={"image": "seafileltd/thumbnail-server:13.0.7", "project_dir": str(tmp_path)},
+        **ts,
+    )
+
+
+def _render(modules, pillar, sls="thumbnail-server"):
+    return modules.state.show_sls(sls, pillar=pillar)
+
+
+def _render_error(modules, pillar) -> str:
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, list), "the render should have failed"
+    return "\n".join(rendered)
+
+
+def _arg(state: dict, name: str):
+    for module, body in state.items():
+        if module.startswith("__"):
+            continue
+        for item in body:
+            if isinstance(item, dict) and name in item:
+                return item[name]
+    raise KeyError(name)
+
+
+def _single(modules, fun, **kwargs):
+    ret = modules.state.single(fun, **kwargs)
+    raw = getattr(ret, "raw", ret)  # salt-factories wraps state returns in StateResult
+    assert isinstance(raw, dict), raw
+    (result,) = raw.values()
+    return result
+
+
+def test_pillar_example_renders_systemd_mode_without_secrets(modules):
+    rendered = _render(modules, EXAMPLE)
+    assert isinstance(rendered, dict), rendered
+    text = json.dumps(rendered)
+    for secret in EXAMPLE["thumbnail_server"]["secrets"].values():
+        assert secret not in text
+    jemalloc = rendered["thumbnail-server-service-jemalloc"]
+    assert "jemalloc" in jemalloc
+    assert _arg(jemalloc, "name") == "thumbnail-server.service"
+    assert _arg(jemalloc, "malloc_conf") == (
+        "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+    )
+    health = rendered["thumbnail-server-service-health-thumbnail_server-healthy"]
+    assert _arg(health, "url") == "http://127.0.0.1:8088/ping"
+    assert _arg(health, "jemalloc") is True
+    site = rendered["nginx-site-thumbnail-server-file-managed"]
+    assert {"thumbnail_server": "thumbnail-server-service-health-thumbnail_server-healthy"} in (
+        _arg(site, "require")
+    )
+    release = rendered["thumbnail-server-package-release-archive-extracted"]
+    assert _arg(release, "source_hash") == "sha256=" + "0123456789abcdef" * 4
+
+
+def test_empty_pillar_is_harmless(modules):
+    rendered = _render(modules, {})
+    assert list(rendered) == ["thumbnail-server-pillar-none-test-succeed_without_changes"]
+    assert list(_render(modules, {}, "thumbnail-server.clean")) == [
+        "thumbnail-server-clean-pillar-none-test-succeed_without_changes"
+    ]
+
+
+def test_unit_file_has_the_limits_and_no_secrets(modules, tmp_path):
+    rendered = _render(modules, EXAMPLE)
+    context = _arg(rendered["thumbnail-server-config-unit-file-managed"], "context")
+    out = tmp_path / "thumbnail-server.service"
+    src = "salt://thumbnail-server/files/thumbnail-server.service.jinja"
+    modules.cp.get_template(src, str(out), **context)
+    unit = out.read_text()
+    lines = set(unit.splitlines())
+    assert {
+        "EnvironmentFile=/etc/seafile-thumbnail/thumbnail-server.env",
+        "ExecStart=/opt/seafile-thumbnail/current/venv/bin/python3 main.py",
+        "WorkingDirectory=/opt/seafile-thumbnail/current/thumbnail-server",
+        "MemoryMax=2048M",
+        "Restart=always",
+        "User=seafile",
+    } <= lines
+    for secret in EXAMPLE["thumbnail_server"]["secrets"].values():
+        assert secret not in unit
+
+
+def test_memory_guard_unit_follows_the_memory_limit(modules, tmp_path):
+    pillar = _pillar(memory_limit=4096, systemd={"memory_guard": {"interval": 2, "samples": 5}})
+    rendered = _render(modules, pillar)
+    context = _arg(rendered["thumbnail-server-config-memory-guard-unit-file-managed"], "context")
+    out = tmp_path / "guard.service"
+    src = "salt://thumbnail-server/files/memory-guard.service.jinja"
+    modules.cp.get_template(src, str(out), **context)
+    assert (
+        "ExecStart=/usr/bin/python3 /usr/local/lib/opskit/thumbnail-server-memory-guard "
+        "--unit thumbnail-server.service --limit-mb 4096 --interval 2 --samples 5"
+    ) in out.read_text().splitlines()
+    off = _render(modules, _pillar(systemd={"memory_guard": {"enabled": False}}))
+    assert "thumbnail-server-service-memory-guard-service-dead" in off
+    assert "thumbnail-server-config-memory-guard-unit-file-managed" not in off
+
+
+def test_site_proxies_to_127_0_0_1_with_slow_job_timeouts_and_logs(modules, tmp_path):
+    rendered = _render(modules, EXAMPLE)
+    context = _arg(rendered["nginx-site-thumbnail-server-file-managed"], "context")
+    out = tmp_path / "site.conf"
+    modules.cp.get_template("salt://thumbnail-server/files/site.conf.jinja", str(out), **context)
+    site = [line.strip() for line in out.read_text().splitlines()]
+    assert "proxy_pass http://127.0.0.1:8088;" in site
+    assert "proxy_pass http://127.0.0.1:8088/ping;" in site
+    assert not [line for line in site if "localhost" in line and not line.startswith("#")]
+    assert {
+        "listen 80;",
+        "server_name thumbnails.example.org;",
+        "proxy_read_timeout 300s;",
+        "proxy_send_timeout 300s;",
+        "proxy_connect_timeout 5s;",
+        "access_log /var/log/nginx/thumbnail-server.access.log;",
+        "error_log /var/log/nginx/thumbnail-server.error.log;",
+    } <= set(site)
+
+
+@pytest.mark.parametrize(
+    ("pillar", "messages"),
+    [
+        (
+            _pillar(task_workers="many", image_original_size_limit=4096),
+            [
+                "thumbnail_server:task_workers: must be a whole number from 1 to 256, not 'many'",
+                "thumbnail_server:image_original_size_limit: 4096 MB is not below memory_limit",
+            ],
+        ),
+        (
+            _pillar(secrets={"jwt_private_key": "tooshort"}),
+            ["thumbnail_server:secrets:jwt_private_key: must be at least 32 characters (it has 8)"],
+        ),
+        (
+            _pillar(mode="docker", docker={"image": "seafileltd/thumbnail-server:13.0-latest"}),
+            ["thumbnail_server:docker:image: 'seafileltd/thumbnail-server:13.0-latest' is not"],
+        ),
+        (
+            {**_pillar(), "tuning": {"jemalloc": {"units": {"thumbnail-server.service": {}}}}},
+            ["pillar tuning:jemalloc:units also lists thumbnail-server.service"],
+        ),
+    ],
+)
+def test_bad_pillar_is_refused_before_anything_is_applied(modules, pillar, messages):
+    error = _render_error(modules, pillar)
+    assert "pillar 'thumbnail_server' is not valid; nothing was changed" in error
+    for message in messages:
+        assert message in error
+
+
+def test_bad_malloc_conf_is_refused_by_jemallocs_own_check(modules):
+    error = _render_error(modules, _pillar(jemalloc={"malloc_conf": "background_thread"}))
+    assert "'background_thread' is not a key:value pair jemalloc understands" in error
+
+
+def test_bad_secret_value_never_appears_in_the_error(modules):
+    error = _render_error(modules, _pillar(secrets={"jwt_private_key": "sh0rt-s3cret"}))
+    assert "jwt_private_key: must be at least 32 characters" in error
+    assert "sh0rt-s3cret" not in error
+
+
+def _settings(modules, pillar) -> dict:
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    return _arg(rendered["thumbnail-server-config-env-thumbnail_server-env_file"], "settings")
+
+
+def _env_lines(path) -> dict:
+    return dict(
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SKIPPED: the env file is chowned to root")
+def test_env_file_is_written_0600_and_its_changes_hide_secrets(modules, tmp_path, testmode):
+    pillar = _pillar(config_dir=str(tmp_path))
+    settings = _settings(modules, pillar)
+    path = tmp_path / "thumbnail-server.env"
+    ret = _single(
+        modules,
+        "thumbnail_server.env_file",
+        name=str(path),
+        settings=settings,
+        test=testmode,
+        pillar=pillar,
+    )
+    assert JWT not in json.dumps(ret)
+    assert PASSWORD not in json.dumps(ret)
+    new = ret["changes"][str(path)]["new"]
+    assert new["JWT_PRIVATE_KEY"] == new["SEAFILE_MYSQL_DB_PASSWORD"] == "<secret>"
+    assert new["THUMBNAIL_TASK_WORKERS"] == "32"
+    if testmode:
+        assert ret["result"] is None
+        assert not path.exists()
+        return
+    assert ret["result"] is True, ret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    env = _env_lines(path)
+    # systemd's EnvironmentFile= syntax: double quotes, \ before " \ ` $
+    assert env["SEAFILE_MYSQL_DB_PASSWORD"] == r'"p4\$\$ \"w0rd\" \${HOME} \\x \`y\` #z"'
+    assert env["JWT_PRIVATE_KEY"] == f'"{JWT}"'
+    assert env["THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT"] == '"1024"'
+
+    again = _single(
+        modules, "thumbnail_server.env_file", name=str(path), settings=settings, pillar=pillar
+    )
+    assert again["result"] is True
+    assert again["changes"] == {}
+
+    changed = copy.deepcopy(pillar)
+    changed["thumbnail_server"]["secrets"]["db_password"] = "another-password"
+    path.chmod(0o644)
+    ret = _single(
+        modules, "thumbnail_server.env_file", name=str(path), settings=settings, pillar=changed
+    )
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {
+        str(path): {
+            "old": {"SEAFILE_MYSQL_DB_PASSWORD": "<secret>"},
+            "new": {"SEAFILE_MYSQL_DB_PASSWORD": "<secret, changed>"},
+        },
+        "mode": {"old": "0644", "new": "0600"},
+    }
+    assert "another-password" not in json.dumps(ret)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_env_file_state_refuses_bad_secrets_from_pillar(modules, tmp_path):
+    pillar = _pillar(config_dir=str(tmp_path))
+    settings = _settings(modules, pillar)
+    bad = copy.deepcopy(pillar)
+    bad["thumbnail_server"]["secrets"]["db_password"] = "two\nlines"
+    path = tmp_path / "thumbnail-server.env"
+    ret = _single(
+        modules, "thumbnail_server.env_file", name=str(path), settings=settings, pillar=bad
+    )
+    assert ret["result"] is False
+    assert "secrets:db_password: must be a single line" in ret["comment"]
+    assert not path.exists()
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="SKIPPED: docker-compose missing")
+@pytest.mark.skipif(os.geteuid() != 0, reason="SKIPPED: the env file is chowned to root")
+def test_docker_mode_compose_files_are_valid_for_compose(modules, tmp_path):
+    """docker compose v1 (Debian's, no engine needed) validates and merges the compose
+    file, the jemalloc override and the env file. The lab cannot run the image."""
+    pillar = _docker_pillar(tmp_path)
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    assert JWT not in json.dumps(rendered)
+    assert COMPOSE_PASSWORD not in json.dumps(rendered)
+    compose_state = rendered["thumbnail-server-config-compose-file-managed"]
+    compose_file = tmp_path / "thumbnail-server.yml"
+    assert _arg(compose_state, "name") == str(compose_file)
+    compose_file.write_text(_arg(compose_state, "contents"))
+
+    jemalloc = rendered["thumbnail-server-config-jemalloc-compose_enabled"]
+    override_file = tmp_path / "thumbnail-server.opskit-jemalloc.yml"
+    assert _arg(jemalloc, "name") == str(override_file)
+    assert _arg(jemalloc, "services") == ["thumbnail-server"]
+    override = modules.jemalloc.compose_override(
+        _arg(jemalloc, "services"), _arg(jemalloc, "malloc_conf")
+    )
+    override_file.write_text(yaml.safe_dump(override))
+
+    (tmp_path / "etc").mkdir()
+    settings = _arg(rendered["thumbnail-server-config-env-thumbnail_server-env_file"], "settings")
+    env_file = tmp_path / "etc" / "thumbnail-server.env"
+    ret = _single(
+        modules, "thumbnail_server.env_file", name=str(env_file), settings=settings, pillar=pillar
+    )
+    assert ret["result"] is True, ret
+    assert _env_lines(env_file)["SEAFILE_MYSQL_DB_PASSWORD"] == f"'{COMPOSE_PASSWORD}'"
+
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(compose_file), "-f", str(override_file), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    service = yaml.safe_load(proc.stdout)["services"]["thumbnail-server"]
+    env = service["environment"]
+    # compose's own parser reads the secrets back exactly (no interpolation, no escapes);
+    # `config` prints a literal $ as $$.
+    assert env["SEAFILE_MYSQL_DB_PASSWORD"].replace("$$", "$") == COMPOSE_PASSWORD
+    assert env["JWT_PRIVATE_KEY"] == JWT
+    assert env["THUMBNAIL_TASK_WORKERS"] == "32"
+    assert env["THUMBNAIL_MEMORY_LIMIT"] == "2048"
+    assert env["LD_PRELOAD"] == "/usr/local/lib/opskit/libjemalloc.so.2"
+    assert env["MALLOC_CONF"] == "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+    assert service["image"] == "seafileltd/thumbnail-server:13.0.7"
+    assert service["restart"] == "always"
+    assert service["mem_limit"] == service["memswap_limit"] == "2048m"
+    assert service["ports"] == ["127.0.0.1:8088:80/tcp"]
+    assert "/opt/seafile-data:/shared:rw" in service["volumes"]
+    (library,) = [v for v in service["volumes"] if isinstance(v, dict)]
+    assert library["target"] == "/usr/local/lib/opskit/libjemalloc.so.2"
+    assert library["read_only"] is True
+    assert library["type"] == "bind"
+
+
+def test_docker_mode_without_jemalloc_removes_the_override(modules, tmp_path):
+    rendered = _render(modules, _docker_pillar(tmp_path, jemalloc={"enabled": False}))
+    assert "thumbnail-server-config-jemalloc-compose_disabled" in rendered
+    up = _arg(rendered["thumbnail-server-service-compose-up-cmd-run"], "name")
+    assert "opskit-jemalloc" not in up
+    assert up.startswith("docker compose -p seafile-thumbnail -f ")
+
+
+class _Ping(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b"pong" if self.path == "/ping" else b"nope"
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def ping_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthy_passes_on_pong(modules, ping_server, testmode):
+    ret = _single(
+        modules,
+        "thumbnail_server.healthy",
+        name="thumbs",
+        url=f"{ping_server}/ping",
+        systemd=False,
+        test=testmode,
+    )
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {}
+    assert "answered 'pong'" in ret["comment"]
+
+
+def test_healthy_fails_with_the_url_when_the_answer_is_wrong(modules, ping_server, testmode):
+    url = f"{ping_server}/other"
+    ret = _single(
+        modules,
+        "thumbnail_server.healthy",
+        name="thumbs",
+        url=url,
+        timeout=1,
+        systemd=False,
+        test=testmode,
+    )
+    if testmode:
+        assert ret["result"] is None
+        assert "an apply would wait 1s" in ret["comment"]
+    else:
+        assert ret["result"] is False
+        assert f"{url} did not answer 'pong' within 1s (last: status 404" in ret["comment"]
+        assert "See docker logs thumbs" in ret["comment"]
+
+
+def test_test_mode_on_a_host_without_the_unit_predicts_jemalloc_instead_of_failing(modules):
+    """jemalloc.enabled needs the unit to exist; on a new host test=True renders a
+    prediction in its place (this test host has no thumbnail-server.service)."""
+    assert not os.path.exists("/etc/systemd/system/thumbnail-server.service")
+    rendered = modules.state.show_sls("thumbnail-server", pillar=EXAMPLE, test=True)
+    state = rendered["thumbnail-server-service-jemalloc"]
+    assert "test" in state
+    assert "jemalloc.enabled would write its drop-in" in _arg(state, "comment")
+    running = rendered["thumbnail-server-service-running-service-running"]
+    assert {"test": "thumbnail-server-service-jemalloc"} in _arg(running, "require")
+    applied = _render(modules, EXAMPLE)
+    assert "jemalloc" in applied["thumbnail-server-service-jemalloc"]
