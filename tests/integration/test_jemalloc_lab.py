@@ -9,6 +9,8 @@ leaves installed; what it added, it removes.
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 MINION = "thumb-01.lab"
@@ -186,3 +188,22 @@ def test_unknown_unit_is_refused(lab, minion):
     (ret,) = result.data[MINION].values()
     assert ret["result"] is False
     assert "no-such-thing.service is not a unit systemd knows on thumb-01.lab" in ret["comment"]
+
+
+def test_unknown_unit_in_test_mode_predicts_and_writes_nothing(lab, minion):
+    """With test=True an earlier state of the same run may be what installs the unit:
+    the state predicts the drop-in (result None) instead of failing, and writes nothing."""
+    result = lab.salt(
+        MINION, "state.single", "jemalloc.enabled", "name=no-such-thing", "test=True", timeout=120
+    )
+    (ret,) = result.data[MINION].values()
+    assert ret["result"] is None, ret
+    dropin = "/etc/systemd/system/no-such-thing.service.d/50-opskit-jemalloc.conf"
+    assert list(ret["changes"]) == [dropin]
+    assert "does not exist yet" in ret["comment"]
+    assert (
+        minion.run(
+            ["test", "-e", str(pathlib.PurePosixPath(dropin).parent)], check=False
+        ).returncode
+        == 1
+    )

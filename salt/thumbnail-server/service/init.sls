@@ -5,31 +5,15 @@ include:
   - {{ tplroot }}.config
 {%-   if ts.mode == "systemd" %}
 {%-     set sd = ts.systemd %}
-{%-     set unit_file = "/etc/systemd/system/" ~ sd.unit %}
 {#-     jemalloc before the first start, so a new host starts the service once, with it. #}
 {%-     if not ts.jemalloc.enabled %}
-{%-       set jemalloc_mod = "jemalloc" %}
 
 thumbnail-server-service-jemalloc:
   jemalloc.disabled:
     - name: {{ sd.unit }}
     - require:
       - module: thumbnail-server-config-systemd-reload-module-run
-{%-     elif opts.test and not salt["file.file_exists"](unit_file) %}
-{%-       set jemalloc_mod = "test" %}
-
-# test=True on a host without the unit yet: jemalloc.enabled needs the unit to exist.
-thumbnail-server-service-jemalloc:
-  test.configurable_test_state:
-    - name: {{ sd.unit }} under jemalloc
-    - changes: true
-    - result: true
-    - comment: >-
-        {{ sd.unit }} is not installed yet; once it is, jemalloc.enabled would write its
-        drop-in (LD_PRELOAD=libjemalloc.so.2, MALLOC_CONF={{ ts.jemalloc.malloc_conf }})
-        before the service starts
 {%-     else %}
-{%-       set jemalloc_mod = "jemalloc" %}
 
 # Owned here (not by the tuning formula, which refuses to list this unit too): the
 # drop-in 50-opskit-jemalloc.conf. A changed MALLOC_CONF restarts the running service
@@ -48,7 +32,7 @@ thumbnail-server-service-running-service-running:
     - name: {{ sd.unit }}
     - enable: true
     - require:
-      - {{ jemalloc_mod }}: thumbnail-server-service-jemalloc
+      - jemalloc: thumbnail-server-service-jemalloc
       - pkg: thumbnail-server-package-pkgs-pkg-installed
       - file: thumbnail-server-config-dirs-file-directory
     - watch:
