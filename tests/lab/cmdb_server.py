@@ -140,6 +140,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # writes, and with Nagle's algorithm the body waits for the client's delayed ACK
     # (~40 ms per request on Linux), which would dwarf everything a client does.
     disable_nagle_algorithm = True
+
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)  # a client that never completes the handshake
+            self.request.do_handshake()
+            self.request.settimeout(None)  # idle keep-alive connections stay open
+        super().setup()
+
     server_version = "opskit-lab-cmdb/1"
 
     # Set on the class by serve().
@@ -300,7 +308,12 @@ def serve(args) -> None:
         server = http.server.ThreadingHTTPServer((host, int(port)), Handler)
         server.daemon_threads = True
         if context is not None:
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            # Handshake in the request's thread (Handler.setup), not in accept(): a real
+            # CMDB handshakes many clients at once, and a serial handshake would make
+            # clients that open a new TLS connection per request look worse than they are.
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         servers.append(server)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
