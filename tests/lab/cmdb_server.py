@@ -30,6 +30,7 @@ import json
 import pathlib
 import sqlite3
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -286,6 +287,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = do_HEAD = _guarded
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """Threading server that does not print a traceback when a client hangs up during
+    the TLS handshake (port probes do); other errors are reported as usual."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def serve(args) -> None:
     credentials = json.loads(pathlib.Path(args.credentials).read_text(encoding="utf-8"))
     Handler.store = Store(pathlib.Path(args.db))
@@ -305,8 +318,7 @@ def serve(args) -> None:
     servers = []
     for listen in args.listen:
         host, port = listen.rsplit(":", 1)
-        server = http.server.ThreadingHTTPServer((host, int(port)), Handler)
-        server.daemon_threads = True
+        server = QuietServer((host, int(port)), Handler)
         if context is not None:
             # Handshake in the request's thread (Handler.setup), not in accept(): a real
             # CMDB handshakes many clients at once, and a serial handshake would make
