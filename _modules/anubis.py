@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 
 import salt.utils.data
+import salt.utils.dictupdate
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
@@ -572,7 +573,11 @@ def validate(config, pillar=None, minion=None, listeners=None):
     instances = []
     for name in sorted(raw):
         inst = raw[name]
-        merged = _merge(defaults, inst) if isinstance(inst, dict) else inst
+        merged = (
+            salt.utils.dictupdate.update(copy.deepcopy(defaults), copy.deepcopy(inst))
+            if isinstance(inst, dict)
+            else inst
+        )
         result = _validate_instance(str(name), merged, settings, problems)
         if result:
             instances.append(result)
@@ -601,16 +606,6 @@ def validate(config, pillar=None, minion=None, listeners=None):
     settings["targets"] = [inst["target"] for inst in instances]
     settings.pop("instance_defaults", None)
     return settings
-
-
-def _merge(base, override):
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _check_sites(instances, problems):

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import pytest
 from saltfactories.utils.functional import Loaders
 
@@ -76,3 +79,32 @@ def states(loaders):
 def testmode(request):
     """Run a state test twice: applying, and with test=True."""
     return request.param
+
+
+@pytest.fixture
+def health_endpoint():
+    """Start a real HTTP server on 127.0.0.1 that answers 200 and ``body`` on ``path``
+    and 404 elsewhere; returns its base URL. Health-check states are tested against it."""
+    servers = []
+
+    def start(path, body):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                payload = body if self.path == path else b"404 page not found\n"
+                self.send_response(200 if self.path == path else 404)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -9,12 +9,10 @@ every refusal (collisions, bad pillar) with the message a person would read.
 from __future__ import annotations
 
 import copy
-import http.server
 import os
 import re
 import socket
 import stat
-import threading
 
 import pytest
 import yaml
@@ -501,26 +499,9 @@ def test_a_malformed_key_file_is_not_replaced(modules, tmp_path):
     assert path.read_text() == "not-a-key-but-maybe-important\n"
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = b"OK\n" if self.path == "/healthz" else b"404 page not found\n"
-        self.send_response(200 if self.path == "/healthz" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def health_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def health_server(health_endpoint):
+    return health_endpoint("/healthz", b"OK\n")
 
 
 def test_healthy_passes_on_200(modules, health_server, testmode):

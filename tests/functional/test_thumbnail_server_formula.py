@@ -11,13 +11,11 @@ also checks the env file's quoting with compose's own parser.
 from __future__ import annotations
 
 import copy
-import http.server
 import json
 import os
 import shutil
 import stat
 import subprocess
-import threading
 
 import pytest
 import yaml
@@ -377,26 +375,9 @@ def test_docker_mode_without_jemalloc_removes_the_override(modules, tmp_path):
     assert up.startswith("docker compose -p seafile-thumbnail -f ")
 
 
-class _Ping(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = b"pong" if self.path == "/ping" else b"nope"
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def ping_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ping)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def ping_server(health_endpoint):
+    return health_endpoint("/ping", b"pong")
 
 
 def test_healthy_passes_on_pong(modules, ping_server, testmode):

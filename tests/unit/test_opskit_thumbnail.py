@@ -8,6 +8,7 @@ import re
 
 import opskit_thumbnail as ts
 import pytest
+import salt.utils.dictupdate
 import yaml
 
 from tests.conftest import REPO
@@ -24,13 +25,7 @@ RELEASE = {
 
 
 def _merge(base, override):
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return salt.utils.dictupdate.update(copy.deepcopy(base), copy.deepcopy(override))
 
 
 def _config(**pillar):
