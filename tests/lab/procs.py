@@ -37,12 +37,27 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def _other_threads(pid: int) -> bool:
+    """True while threads other than the leader of ``pid``'s thread group still exist."""
+    try:
+        return any(int(tid) != pid for tid in os.listdir(f"/proc/{pid}/task"))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def is_running(pid: int) -> bool:
-    """True while ``pid`` exists and has not exited (zombies count as exited)."""
+    """True while ``pid`` exists and has not exited (zombies count as exited).
+
+    A killed multi-threaded process shows its leader as a zombie while its other threads
+    are still exiting, and its file descriptors (a listening socket, say) stay open until
+    the last one is gone; such a process still counts as running.
+    """
     fields = _stat_fields(pid)
     if fields is None:
         return False
     if fields[0] in ("Z", "X"):
+        if _other_threads(pid):
+            return True
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
         return False
