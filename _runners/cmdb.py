@@ -29,8 +29,10 @@ from salt.exceptions import SaltInvocationError
 
 try:
     import opskit_cmdb  # synced from file_roots, or module_dirs
+    import opskit_redact
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_cmdb
+    from saltext.opskit.utils import opskit_redact
 
 __virtualname__ = "cmdb"
 
@@ -85,10 +87,12 @@ def fetch(minion_id, entry=None):
     Show what each configured CMDB entry returns for ``minion_id``, secrets masked.
 
     The CMDB is asked directly (no cache, no conditional request, no retries beyond
-    the entry's own). Masked: values of keys named like a secret (password, passwd,
-    passphrase, secret, token, api_key, private_key, access_key, credential, psk, key,
-    or ending in ``_key``), PEM private keys anywhere, and passwords inside URLs. A
-    failure raises with the same message the ext_pillar would record.
+    the entry's own). Masked with ``opskit_redact.redact_data``: values of keys named
+    like a secret (password, passwd, passphrase, secret, token, api_key, private_key,
+    access_key, credential, psk, key, or ending in ``_key``), private-key blocks
+    anywhere, passwords inside URLs (also when they contain ``@``) and ``key=value``
+    passwords in DSNs (``host=db password=...``). A failure raises with the same
+    message the ext_pillar would record.
 
     minion_id
         The minion whose record to show.
@@ -116,7 +120,7 @@ def fetch(minion_id, entry=None):
                 )
             data = {}
         else:
-            data = opskit_cmdb.mask_secrets(answer.data)
+            data = opskit_redact.redact_data(answer.data)
         result[parsed.name] = {
             "position": position,
             "url": url,

@@ -16,7 +16,7 @@ What lives here:
   0600) used for the TTL cache, ETag revalidation and the last-known-good copy, plus
   invalidation markers that other processes (``cmdb.invalidate``) can set.
 - ``pillar_for()``: the ext_pillar's logic (cache, fetch, fail closed or serve stale).
-- ``mask_secrets()`` and ``verify_webhook()`` for the runner.
+- ``verify_webhook()`` for the runner (masking lives in ``opskit_redact``).
 
 Secrets (passwords, tokens, header values) never go into log records, exception
 messages or files written here.
@@ -43,6 +43,11 @@ import urllib.parse
 
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
+
+try:
+    import opskit_redact  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_redact
 
 try:
     import requests
@@ -159,13 +164,8 @@ def check_minion_id(minion_id) -> str:
 
 
 def safe_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``: no userinfo, query or fragment."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """``scheme://host[:port]/path`` of ``url`` for messages: no password, query or fragment."""
+    return opskit_redact.redact_url(url, query=False)
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -1045,44 +1045,6 @@ def configured_entries(opts) -> list[tuple[int, dict]]:
         if isinstance(item, dict) and "cmdb" in item:
             found.append((position, item["cmdb"]))
     return found
-
-
-# Secret masking (runner output) ----------------------------------------------------------
-MASK = "**********"
-SECRET_KEY_RE = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|access[_-]?key"
-    r"|credential|psk|^key$|_key$|-key$)",
-    re.IGNORECASE,
-)
-PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-
-
-def mask_secrets(value, extra_keys=()):
-    """A copy of ``value`` with secrets replaced by ``**********``.
-
-    A secret is: the value of any key whose name matches SECRET_KEY_RE (password,
-    passwd, passphrase, secret, token, api_key, private_key, access_key, credential,
-    psk, key, or a name ending in _key/-key) or one of ``extra_keys``, whatever the
-    value's type; any string holding a PEM private key; and the password part of URLs
-    written as scheme://user:password@host.
-    """
-    extra = {k.lower() for k in extra_keys}
-
-    def secret_key(key) -> bool:
-        return isinstance(key, str) and (bool(SECRET_KEY_RE.search(key)) or key.lower() in extra)
-
-    def walk(item):
-        if isinstance(item, dict):
-            return {k: MASK if secret_key(k) else walk(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [walk(v) for v in item]
-        if isinstance(item, str):
-            if PRIVATE_KEY_RE.search(item):
-                return MASK
-            return re.sub(r"(\w+://[^/\s:@]*:)[^/\s@]+@", rf"\g<1>{MASK}@", item)
-        return item
-
-    return walk(value)
 
 
 # Webhooks ---------------------------------------------------------------------------

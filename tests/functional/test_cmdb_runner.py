@@ -12,6 +12,7 @@ import time
 import opskit_cmdb
 import pytest
 import salt.loader
+from opskit_redact import MASK
 
 from tests.cmdb_servers import PASSWORD
 from tests.cmdb_servers import USERNAME
@@ -24,6 +25,11 @@ RECORD = {
     "postgres": {"password": "pg-pass-123", "port": 5432},
     "api_token": "tok-abc",
     "dsn": "postgres://app:dsn-pass-456@db/app",
+    # What cmdb.fetch's first masking let through: libpq key=value DSNs and a URL
+    # whose password contains '@'.
+    "libpq": "host=db port=5432 user=app password=kv-pass-789 dbname=app",
+    "jdbc": "jdbc:postgresql://db/app?user=app&password=q-pass-000",
+    "replica": "postgres://app:at@pass-321@replica:5432/app",
 }
 WEBHOOK_SECRET = "hook-secret-for-tests"
 
@@ -91,12 +97,15 @@ def test_fetch_masks_secrets(runners, cmdb):
     assert shown["etag"]
     assert shown["pillar"] == {
         "roles": ["database"],
-        "postgres": {"password": opskit_cmdb.MASK, "port": 5432},
-        "api_token": opskit_cmdb.MASK,
-        "dsn": f"postgres://app:{opskit_cmdb.MASK}@db/app",
+        "postgres": {"password": MASK, "port": 5432},
+        "api_token": MASK,
+        "dsn": f"postgres://app:{MASK}@db/app",
+        "libpq": f"host=db port=5432 user=app password={MASK} dbname=app",
+        "jdbc": f"jdbc:postgresql://db/app?user=app&password={MASK}",
+        "replica": f"postgres://app:{MASK}@replica:5432/app",
     }
     text = json.dumps(result)
-    for secret in ("pg-pass-123", "tok-abc", "dsn-pass-456"):
+    for secret in ("pg-pass-123", "tok-abc", "dsn-pass-456", "kv-pass", "q-pass", "pass-321"):
         assert secret not in text
 
 
@@ -127,7 +136,7 @@ def test_check_reports_every_step_ok(runners, opts, context):
     assert report["dns"] == "ok: 127.0.0.1"
     assert report["connect"].startswith("ok: 127.0.0.1:")
     assert report["tls"].startswith("ok: TLSv1.")
-    assert "record of 'db-01.lab': 4 top-level keys" in report["http"]
+    assert "record of 'db-01.lab': 7 top-level keys" in report["http"]
     assert "sends ETags" in report["http"]
     assert context.get("retcode", 0) == 0
 

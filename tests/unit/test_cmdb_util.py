@@ -175,39 +175,6 @@ def test_backoff_doubles_and_is_capped():
     assert delays == [0.5, 1.0, 2.0, 4.0, opskit_cmdb.MAX_BACKOFF]
 
 
-# Masking -----------------------------------------------------------------------------------
-def test_mask_secrets_masks_by_key_name_pem_and_url_password():
-    data = {
-        "roles": ["web"],
-        "db": {"password": "p1", "user": "app", "port": 5432},
-        "API_KEY": "k",
-        "tls": {"private_key": {"nested": "x"}, "cert": "-----BEGIN CERTIFICATE-----"},
-        "ssh_key": "ssh-ed25519 AAAA",
-        "blob": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
-        "dsn": "postgres://app:pgsecret@db.example.com/app",
-        "secrets": ["a", "b"],
-        "keyboard": "qwerty",
-        "monkey": "banana",
-        "custom": "hidden",
-    }
-    masked = opskit_cmdb.mask_secrets(data, extra_keys=["custom"])
-    mask = opskit_cmdb.MASK
-    assert masked == {
-        "roles": ["web"],
-        "db": {"password": mask, "user": "app", "port": 5432},
-        "API_KEY": mask,
-        "tls": {"private_key": mask, "cert": "-----BEGIN CERTIFICATE-----"},
-        "ssh_key": mask,
-        "blob": mask,
-        "dsn": f"postgres://app:{mask}@db.example.com/app",
-        "secrets": mask,
-        "keyboard": "qwerty",
-        "monkey": "banana",
-        "custom": mask,
-    }
-    assert data["db"]["password"] == "p1"  # the input is not modified
-
-
 # Webhooks ---------------------------------------------------------------------------------
 SECRET = b"webhook-secret"
 NOW = 1_800_000_000
