@@ -5,6 +5,8 @@
   anchors) like any other link. Links from the README to other files of the repository
   (``LICENSE``, ``CHANGELOG.md``) must name a file that exists; they become plain text
   on the site.
+- The generated option tables (tests/docs/option_tables.py) must be current: a
+  settings schema changed without regenerating its table fails the build.
 - Every heading must get the same anchor on the site and on a Git forge's Markdown view
   (GitHub-style slugs), so that a link such as ``docs/tuning.md#the-auto-rule`` works in
   both; duplicate headings in one page are refused for the same reason.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sys
 
 from markdown.extensions.toc import slugify as mkdocs_slugify
 from mkdocs.plugins import get_plugin_logger
@@ -62,6 +65,16 @@ def _heading_text(raw: str) -> str:
     """A heading's visible text: links reduced to their text, code and emphasis marks gone."""
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", raw)
     return text.replace("`", "").replace("**", "")
+
+
+def on_pre_build(config):
+    repo = _repo_root(config)
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    from tests.docs import option_tables
+
+    for problem in option_tables.stale(repo):
+        log.warning("%s", problem)
 
 
 def on_files(files, config):

@@ -2,7 +2,8 @@
 the mistakes it exists to catch: a README link into docs/ that leads nowhere (page or
 anchor), a README link to a repository file that does not exist, a link between pages
 to a missing anchor, a heading whose anchor differs between the site and a Git forge,
-and a page left out of the nav. Each case breaks a copy of the real docs in one place;
+a page left out of the nav, and a settings schema whose generated option table is out
+of date. Each case breaks a copy of the real docs in one place;
 the unbroken copy must build."""
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def docs_copy(tmp_path):
     for name in ("mkdocs.yml", "README.md", "LICENSE", "CHANGELOG.md"):
         shutil.copy2(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "docs", tmp_path / "docs")
+    shutil.copytree(REPO / "_utils", tmp_path / "_utils")
     (tmp_path / "tests" / "docs").mkdir(parents=True)
-    shutil.copy2(REPO / "tests" / "docs" / "hooks.py", tmp_path / "tests" / "docs" / "hooks.py")
+    for name in ("__init__.py", "docs/__init__.py", "docs/hooks.py", "docs/option_tables.py"):
+        shutil.copy2(REPO / "tests" / name, tmp_path / "tests" / name)
     return tmp_path
 
 
@@ -62,6 +65,11 @@ def test_the_unbroken_docs_build(docs_copy):
         ("docs/nginx.md", "\n## Sites / pillar\n", "Git forge"),
         ("docs/nginx.md", "\n## Settings\n", "share the anchor"),
         ("docs/not-in-nav.md", "# Orphan\n", "not-in-nav.md"),
+        (
+            "_utils/opskit_settings_nginx.py",
+            "import opskit_schema as s\nSCHEMA = s.Map({'sites_dir': s.Str(doc='sites')})\n",
+            "docs/nginx.md: the option table of _utils/opskit_settings_nginx.py is out of date",
+        ),
     ],
 )
 def test_a_broken_link_or_anchor_fails_the_build(docs_copy, where, text, expected):
