@@ -524,6 +524,8 @@ def validate(schema: Type, data, root: str):
 
 
 def _default_text(kind: Type) -> str:
+    if kind.optional and kind.default is MISSING:
+        return "(see description)"
     if kind.default is MISSING:
         empty = kind.empty()
         if empty is not MISSING:

@@ -16,8 +16,10 @@ try:
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_schema as s
 
-# The keys are top-level pillar keys: no formula prefix in messages.
+# The keys are top-level pillar keys: no formula prefix in messages. They are documented
+# with the `common` formula (docs/common.md, "Host roles and salt/top.sls").
 ROOT = ""
+DOCS_PAGE = "common"
 
 SCHEMA = s.Map(
     {

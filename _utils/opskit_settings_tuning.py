@@ -59,19 +59,27 @@ SHARE = s.Str(r"[0-9]{1,3}(?:\.[0-9]{1,3})?%", hint="a share of RAM such as 5%")
 LIVE = s.Enum("required", "optional", doc="whether the live value must be set here")
 
 
-def _optional(kind: s.Type) -> s.Type:
+def _optional(kind: s.Type, inherits: str = "") -> s.Type:
     """A copy of ``kind`` that stays absent when the key is absent (inherited)."""
     kind = copy.copy(kind)
     kind.optional = True
+    if inherits:
+        kind.doc = f"{kind.doc} ({inherits})" if kind.doc else inherits
     return kind
 
 
 UNIT = s.Map(
     {
         "enabled": s.Bool(default=True, doc="false takes the unit off jemalloc"),
-        "malloc_conf": _optional(MALLOC_CONF),
-        "restart": _optional(s.Bool(doc="restart the unit when its settings changed")),
-        "verify_timeout": _optional(s.Int(1, 600, doc="seconds to wait for jemalloc")),
+        "malloc_conf": _optional(MALLOC_CONF, "default: tuning:jemalloc:malloc_conf"),
+        "restart": _optional(
+            s.Bool(doc="restart the unit when its settings changed"),
+            "default: tuning:jemalloc:restart",
+        ),
+        "verify_timeout": _optional(
+            s.Int(1, 600, doc="seconds to wait for jemalloc"),
+            "default: tuning:jemalloc:verify_timeout",
+        ),
         "require_sls": s.List(SLS_NAME, max_items=32, doc="SLS that install the unit"),
     }
 )
@@ -83,7 +91,7 @@ COMPOSE = s.Map(
             max_items=64,
             doc="compose services to run under jemalloc",
         ),
-        "malloc_conf": _optional(MALLOC_CONF),
+        "malloc_conf": _optional(MALLOC_CONF, "default: tuning:jemalloc:malloc_conf"),
         "enabled": s.Bool(default=True, doc="false removes the override file"),
     }
 )
@@ -107,7 +115,10 @@ def _bounds(name: str):
 def _knob(value: s.Type, extra: dict, doc: str) -> s.Type:
     """A vm knob: a plain value, or a mapping with ``value`` (and ``live``, ...)."""
     return s.OneOf(
-        value, s.Map({"value": value, "live": _optional(LIVE), **extra}), nullable=True, doc=doc
+        value,
+        s.Map({"value": value, "live": _optional(LIVE, "default: tuning:vm:live"), **extra}),
+        nullable=True,
+        doc=doc,
     )
 
 
@@ -145,9 +156,12 @@ SCHEMA = s.Map(
                 "min_free_kbytes": _knob(
                     s.OneOf(s.Int(check=_bounds("vm.min_free_kbytes")), SHARE, s.Enum("auto")),
                     {
-                        "largest_allocation": _optional(s.OneOf(s.Int(min=1), SIZE)),
-                        "headroom": _optional(s.Float(1, 100)),
-                        "ceiling": _optional(s.OneOf(SHARE, SIZE, s.Int(min=1))),
+                        "largest_allocation": _optional(
+                            s.OneOf(s.Int(min=1), SIZE),
+                            "kB or a size; required with value: auto",
+                        ),
+                        "headroom": _optional(s.Float(1, 100), "default 2"),
+                        "ceiling": _optional(s.OneOf(SHARE, SIZE, s.Int(min=1)), "default 5%"),
                     },
                     "kB, a share of RAM, or {value: auto, largest_allocation: 25M}",
                 ),

@@ -17,8 +17,12 @@ from tests.fuzz import campaign
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n")[0])
-    parser.add_argument("--formula", action="append", help="only keys this formula owns (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fuzz", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--formula", action="append", help="only keys this formula owns (repeatable)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
     parser.add_argument("--show", type=int, default=5, help="failures to print per formula")
     args = parser.parse_args(argv)

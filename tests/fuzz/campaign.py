@@ -10,6 +10,7 @@ import hashlib
 import multiprocessing
 import pathlib
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +40,7 @@ SYSTEMD_SYNTAX = re.compile(
 class Report:
     tried: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     verdicts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     failures: list = dataclasses.field(default_factory=list)  # (owner, case, verdict, detail)
     validated: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -52,7 +54,8 @@ class Report:
 
     def text(self, show: int = 5) -> str:
         lines = [
-            f"fuzz: {self.tried} (key, value) pairs tried in {self.seconds:.0f}s; "
+            f"fuzz: {self.tried} (key, value) pairs tried in {self.seconds:.0f}s "
+            f"({self.cpu_seconds:.0f} CPU-s); "
             f"{self.injections()} injection(s) found; verdicts: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items())),
             "fuzz: external checks on distinct generated files: "
@@ -64,11 +67,16 @@ class Report:
             by_owner[owner].append((case, verdict, detail))
         for owner, items in sorted(by_owner.items()):
             kinds = collections.Counter(v for _, v, _ in items)
-            lines.append(f"fuzz: {owner}: {len(items)} failing pair(s) ("
-                         + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")")
+            lines.append(
+                f"fuzz: {owner}: {len(items)} failing pair(s) ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+                + ")"
+            )
             for case, verdict, detail in items[:show]:
                 path = ":".join(map(str, case.path))
-                lines.append(f"    {case.source} {path} [{case.kind} {case.label}] {verdict}: {detail}")
+                lines.append(
+                    f"    {case.source} {path} [{case.kind} {case.label}] {verdict}: {detail}"
+                )
         return "\n".join(lines)
 
 
@@ -78,6 +86,8 @@ def _batches(items: list, size: int) -> list[list]:
 
 def run(owners: set[str] | None = None, workers: int | None = None) -> Report:
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     reads = engine.pillar_reads()
     all_sources = engine.sources()
     cases = [c for s in all_sources for c in engine.cases(s, reads, owners)]
@@ -93,8 +103,9 @@ def run(owners: set[str] | None = None, workers: int | None = None) -> Report:
     report = Report(tried=len(cases))
     files = {}  # (kind, text) -> list of (source, state id)
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=engine._worker_init) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=engine._worker_init
+    ) as pool:
         names = sorted(by_source)
         report.baseline_problems = pool.submit(engine.baseline_problems, names).result()
         base_files = pool.submit(engine.baseline_files, names).result()
@@ -108,6 +119,8 @@ def run(owners: set[str] | None = None, workers: int | None = None) -> Report:
                     files.setdefault(kind_text, []).append((owner, outcome.case, state_id))
     _validate_files(report, files, base_files)
     report.seconds = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report.cpu_seconds = usage.ru_utime + usage.ru_stime - cpu_before
     return report
 
 
@@ -121,10 +134,17 @@ def _nginx(text: str, kind: str, tmp: pathlib.Path) -> str:
     main = conf
     if kind == "nginx-site":
         main = tmp / f"{digest}-main.conf"
-        main.write_text(f"pid {tmp}/{digest}.pid;\nerror_log stderr;\nevents {{}}\n"
-                        f"http {{\n    include {conf};\n}}\n")
-    done = subprocess.run(["nginx", "-t", "-q", "-c", str(main), "-p", str(tmp)],
-                          capture_output=True, text=True, check=False, timeout=60)
+        main.write_text(
+            f"pid {tmp}/{digest}.pid;\nerror_log stderr;\nevents {{}}\n"
+            f"http {{\n    include {conf};\n}}\n"
+        )
+    done = subprocess.run(
+        ["nginx", "-t", "-q", "-c", str(main), "-p", str(tmp)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     return done.stderr if done.returncode else ""
 
 
@@ -138,8 +158,13 @@ def _systemd(text: str, kind: str, tmp: pathlib.Path) -> str:
         dropins = tmp / f"{unit.name}.d"
         dropins.mkdir(exist_ok=True)
         (dropins / "fuzz.conf").write_text(text)
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     return done.stderr
 
 

@@ -37,8 +37,10 @@ INVENTORY = REPO / "tests" / "lab" / "inventory.yaml"
 # Pillar roots the top file reads (owned by the foundation's top/common schema).
 TOP_ROOTS = {"roles": "top", "extra_sls": "top"}
 _READ_RE = re.compile(r"""pillar\.get["']\]\(\s*["']([A-Za-z0-9_-]+)""")
-_REF_RE = re.compile(r"""["']([a-z][a-z0-9_-]*)/(?:map|macros)\.jinja["']|^\s*-\s+([a-z][a-z0-9_-]*)\s*$""",
-                     re.MULTILINE)
+_REF_RE = re.compile(
+    r"""["']([a-z][a-z0-9_-]*)/(?:map|macros)\.jinja["']|^\s*-\s+([a-z][a-z0-9_-]*)\s*$""",
+    re.MULTILINE,
+)
 _REFUSED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
@@ -189,8 +191,11 @@ def expected_paths(case: Case) -> list[str]:
         if case.kind == "key":
             text = text.rsplit(":", 1)[0] + ":" if len(variant) > 1 else ""
         first, sep, rest = text.partition(":")
-        found |= {text, f"{first.replace('_', '-')}{sep}{rest}",
-                  f"{first.replace('-', '_')}{sep}{rest}"}
+        found |= {
+            text,
+            f"{first.replace('_', '-')}{sep}{rest}",
+            f"{first.replace('-', '_')}{sep}{rest}",
+        }
     return sorted(found)
 
 
@@ -207,14 +212,25 @@ def _memoise_salt():
     compiled = {}
 
     def compile_once(self, source, name=None, filename=None, raw=False, defer_init=False):
-        key = (source, name, filename, raw, defer_init, self.trim_blocks, self.lstrip_blocks,
-               tuple(sorted(self.extensions)))
+        key = (
+            source,
+            name,
+            filename,
+            raw,
+            defer_init,
+            self.trim_blocks,
+            self.lstrip_blocks,
+            tuple(sorted(self.extensions)),
+        )
         if key not in compiled:
             compiled[key] = original(self, source, name, filename, raw, defer_init)
         return compiled[key]
 
     jinja2.Environment.compile = compile_once
-    for cls, name in ((salt.fileclient.Client, "cache_file"), (salt.fileclient.FSClient, "get_file")):
+    for cls, name in (
+        (salt.fileclient.Client, "cache_file"),
+        (salt.fileclient.FSClient, "get_file"),
+    ):
         fetched, fetch = {}, getattr(cls, name)
 
         def once(self, *args, _fetch=fetch, _fetched=fetched, **kwargs):
@@ -239,23 +255,42 @@ class Renderer:
         _memoise_salt()
         self.root = tempfile.mkdtemp(prefix="opskit-fuzz-")
         conf = pathlib.Path(self.root, "minion")
-        conf.write_text(yaml.safe_dump({
-            "id": minion_id, "file_client": "local", "root_dir": self.root,
-            "cachedir": f"{self.root}/cache", "pki_dir": f"{self.root}/pki",
-            "sock_dir": f"{self.root}/sock", "log_file": f"{self.root}/minion.log",
-            "file_roots": {"base": [str(REPO / "salt")]},
-            "module_dirs": [str(REPO)], "state_top": "salt://top.sls",
-            "log_level": "quiet", "log_level_logfile": "critical",
-        }))
+        conf.write_text(
+            yaml.safe_dump(
+                {
+                    "id": minion_id,
+                    "file_client": "local",
+                    "root_dir": self.root,
+                    "cachedir": f"{self.root}/cache",
+                    "pki_dir": f"{self.root}/pki",
+                    "sock_dir": f"{self.root}/sock",
+                    "log_file": f"{self.root}/minion.log",
+                    "file_roots": {"base": [str(REPO / "salt")]},
+                    "module_dirs": [str(REPO)],
+                    "state_top": "salt://top.sls",
+                    "log_level": "quiet",
+                    "log_level_logfile": "critical",
+                }
+            )
+        )
         self.opts = salt.config.minion_config(str(conf))
+        # minion_config leaves grains empty; formulas read os_family, osarch, ...
+        import salt.loader
+
+        self.opts["grains"] = salt.loader.grains(self.opts)
         self.high = salt.state.HighState(self.opts, initial_pillar={"opskit-fuzz": True})
         self.functions = self.high.state.functions
         # Every place the state, its loaders and the renderers read the pillar from;
         # each gets the new pillar for every case (loader modules see their pack's
         # entry through NamedLoaderContext at call time).
         state = self.high.state
-        self._loaders = [state.functions, state.states, state.rend._dict, state.utils,
-                         state.serializers]
+        self._loaders = [
+            state.functions,
+            state.states,
+            state.rend._dict,
+            state.utils,
+            state.serializers,
+        ]
         self._opts = [self.high.opts, state.opts, *(x.opts for x in self._loaders)]
         self._templates = {}
 
@@ -307,8 +342,11 @@ class Renderer:
             self._templates[source] = pathlib.Path(path).read_text(encoding="utf-8") if path else ""
         try:
             return self.functions["file.apply_template_on_contents"](
-                self._templates[source], "jinja", copy.deepcopy(chunk.get("context") or {}),
-                copy.deepcopy(chunk.get("defaults") or {}), "base",
+                self._templates[source],
+                "jinja",
+                copy.deepcopy(chunk.get("context") or {}),
+                copy.deepcopy(chunk.get("defaults") or {}),
+                "base",
             )
         except Exception as err:  # noqa: BLE001 - a template crash is reported
             return f"<template {source} failed: {type(err).__name__}: {err}>"
@@ -408,8 +446,11 @@ def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads)
         top = renderer.top_sls()
         sls = _product(top)
         if root not in TOP_ROOTS:  # only what reads the root, plus what the top added
-            sls = [s for s in sls if root in reads.get(s.split(".")[0], set())
-                   or s not in baseline["sls"]]
+            sls = [
+                s
+                for s in sls
+                if root in reads.get(s.split(".")[0], set()) or s not in baseline["sls"]
+            ]
     else:
         sls = [s for s in source.sls if root in reads.get(s.split(".")[0], set())]
     chunks, errors = renderer.render(sls) if sls else ([], [])
@@ -427,8 +468,10 @@ def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads)
         want.update(("top", s, "") for s in baseline["top"](inert_root))
     if case.kind == "key":
         have = collections.Counter(
-            {(i.replace(corpus.KEYS[case.label], str(case.path[-1])), s, f): n
-             for (i, s, f), n in have.items()}
+            {
+                (i.replace(corpus.KEYS[case.label], str(case.path[-1])), s, f): n
+                for (i, s, f), n in have.items()
+            }
         )
     if have != want:
         extra = sorted(set(have) - set(want))[:3]
