@@ -211,7 +211,7 @@ def _memoise_salt():
     original = jinja2.Environment.compile
     compiled = {}
 
-    def compile_once(self, source, name=None, filename=None, raw=False, defer_init=False):
+    def compile_once(self, source, name=None, filename=None, raw=False, defer_init=False):  # noqa: PLR0917 - jinja2 signature
         key = (
             source,
             name,
@@ -435,7 +435,7 @@ def _product(sls: list[str]) -> list[str]:
     return [s for s in sls if (REPO / "salt" / s.split(".")[0]).is_dir()]
 
 
-def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:
+def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:  # noqa: PLR0911
     pillar = mutate(source.pillar, case)
     renderer.set_pillar(pillar, source.minion_id)
     root = str(case.path[0])
