@@ -101,8 +101,8 @@ thumbnail-server-config-project-dir-file-directory:
 # mounted read-only over the image's sites directory.
 thumbnail-server-config-container-site-file-managed:
   file.managed:
-    - name: {{ dk.container_site }}
-    - source: salt://{{ tplroot }}/files/container-site.conf.jinja
+    - name: {{ dk.container_site | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/files/container-site.conf.jinja") | json }}
     - template: jinja
     - makedirs: true
     - mode: "0644"
