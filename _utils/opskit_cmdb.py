@@ -40,6 +40,7 @@ import ssl
 import tempfile
 import threading
 import time
+import typing
 import unicodedata
 import urllib.parse
 
@@ -54,9 +55,13 @@ except ImportError:  # installed with pip
 try:
     import requests
     import requests.adapters
+    import urllib3
+    import urllib3.connection
+    import urllib3.exceptions
+    from urllib3.util.retry import Retry
 
     HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a Salt dependency
+except ImportError:  # pragma: no cover - requests and urllib3 are Salt dependencies
     HAS_REQUESTS = False
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,7 @@ WORST_CASE_BUDGET = 55.0
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_STALE_MAX_AGE = 3600
 MAX_REDIRECTS = 3
+MIN_ATTEMPT = 1.0  # no retry is started with less time than this left of the budget
 SECRET_CACHE_SECONDS = 60.0
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -380,7 +386,7 @@ def _timing_options(config) -> dict:
     kwargs["retries"] = _number(config, "retries", DEFAULT_RETRIES, 0, MAX_RETRIES, integer=True)
     kwargs["backoff"] = _number(config, "backoff", DEFAULT_BACKOFF, 0, MAX_BACKOFF)
     worst = (kwargs["retries"] + 1) * (kwargs["connect_timeout"] + kwargs["read_timeout"])
-    worst += sum(_backoff_delay(kwargs["backoff"], n) for n in range(1, kwargs["retries"] + 1))
+    worst += sum(backoff_delays(kwargs["retries"], kwargs["backoff"]))
     if worst > WORST_CASE_BUDGET:
         raise CmdbConfigError(
             f"`timeout` and `retries` allow one pillar fetch to take {worst:.0f}s, more "
@@ -409,9 +415,28 @@ def _behaviour_options(config) -> dict:
     return kwargs
 
 
-def _backoff_delay(backoff: float, attempt: int) -> float:
-    """Delay before retry number ``attempt`` (1-based): backoff, 2*backoff, ... capped."""
-    return min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+def retry_policy(retries: int, backoff: float):
+    """urllib3's ``Retry`` for one pillar fetch: ``retries`` retries in total, statuses
+    429/500/502/503/504 retried, exponential backoff (``backoff`` factor) capped at
+    MAX_BACKOFF. ``Client.get`` drives it (see there why not through the adapter)."""
+    return Retry(
+        total=retries,
+        backoff_factor=backoff,
+        backoff_max=MAX_BACKOFF,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+    )
+
+
+def backoff_delays(retries: int, backoff: float) -> list[float]:
+    """The pauses ``retry_policy`` makes before retry 1..``retries`` (no Retry-After):
+    urllib3 retries the first failure at once, then waits 2x, 4x ... ``backoff``."""
+    policy, delays = retry_policy(retries, backoff), []
+    for _ in range(retries):
+        policy = policy.increment("GET", "/")
+        delays.append(policy.get_backoff_time())
+    return delays
 
 
 # Secrets -----------------------------------------------------------------------------
@@ -485,6 +510,117 @@ def request_auth(entry: Entry, opts=None):
 
 
 # HTTP client -------------------------------------------------------------------------
+# Socket timeouts bound each wait for the next bytes, not an answer as a whole: a server
+# that sends one byte a second never trips a 10 s read timeout. So every attempt also
+# runs under an AttemptDeadline, a wall-clock limit enforced by a timer thread that shuts
+# the attempt's sockets down when it passes; the blocked read (TLS handshake, headers or
+# body) then ends at once. The connection classes below hand each socket an attempt
+# uses (new or taken from the pool) to the deadline active in the calling thread.
+_ACTIVE = threading.local()
+
+
+class AttemptDeadline:
+    """A wall-clock limit of ``seconds`` for one attempt (a ``with`` block).
+
+    ``expired`` tells afterwards whether the limit cut the attempt short. Sockets are
+    watched through duplicates of their descriptors, which this object owns and closes:
+    shutting a duplicate down ends the connection, and a descriptor number is never
+    touched after the attempt ended and the number may have been reused.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = max(seconds, 0.0)
+        self.expired = False
+        self._lock = threading.Lock()
+        self._watched: list = []
+        self._active = False
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> AttemptDeadline:
+        self._active = True
+        _ACTIVE.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        _ACTIVE.deadline = None
+        with self._lock:
+            self._active = False
+            watched, self._watched = self._watched, []
+        for duplicate in watched:
+            duplicate.close()
+
+    def watch(self, sock) -> None:
+        try:
+            duplicate = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return  # already closed: nothing left to wait on
+        with self._lock:
+            if self._active and not self.expired:
+                self._watched.append(duplicate)
+                return
+            expired = self.expired
+        if expired:  # a connection opened after the deadline passed
+            _shutdown(duplicate)
+        duplicate.close()
+
+    def _expire(self) -> None:
+        # Under the lock: __exit__ cannot close a duplicate while it is shut down.
+        with self._lock:
+            if not self._active:
+                return
+            self.expired = True
+            for duplicate in self._watched:
+                _shutdown(duplicate)
+
+
+def _shutdown(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch(sock) -> None:
+    deadline = getattr(_ACTIVE, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+if HAS_REQUESTS:
+
+    class _Watched:
+        """Mixin for urllib3 connections: new sockets and reused ones are watched."""
+
+        def _new_conn(self):
+            sock = super()._new_conn()
+            _watch(sock)
+            return sock
+
+        def request(self, *args, **kwargs):
+            _watch(self.sock)
+            return super().request(*args, **kwargs)
+
+    class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+        pass
+
+    class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+        pass
+
+    class _HTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = _HTTPConnection
+
+    class _HTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = _HTTPSConnection
+
+    class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+        """requests' adapter, with connections whose sockets attempt deadlines watch."""
+
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 _SESSIONS: dict = {}
 _SESSIONS_LOCK = threading.Lock()
 
@@ -514,7 +650,7 @@ def session_for(entry: Entry):
                 )
             if entry.cert:
                 session.cert = (entry.cert, entry.key) if entry.key else entry.cert
-            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=16)
+            adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=16)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -592,12 +728,23 @@ def describe_transport_error(err: BaseException, url: str, entry: Entry) -> str:
 
 
 class Client:
-    """Reads records for one entry through this process's pooled session."""
+    """Reads records for one entry through this process's pooled session.
 
-    def __init__(self, entry: Entry, opts=None, sleep=time.sleep):
+    Retries and backoff follow urllib3's ``Retry`` (``retry_policy``), driven here
+    rather than mounted on the adapter, because a pillar fetch needs what the adapter
+    cannot do: retry failures that happen while the body is read (a stream), stop
+    before a pause that would overrun the overall bound, cap a server's Retry-After,
+    and never retry a failed certificate check. Each attempt (redirects included)
+    has a wall-clock deadline of connect + read timeout (``AttemptDeadline``), and all
+    attempts and pauses together end within ``budget`` seconds (WORST_CASE_BUDGET,
+    under Salt's 60 s request timeout).
+    """
+
+    def __init__(self, entry: Entry, opts=None, sleep=time.sleep, budget=WORST_CASE_BUDGET):
         self.entry = entry
         self.opts = opts
         self.sleep = sleep
+        self.budget = budget
 
     def _fail(self, minion_id, url, cause, error=CmdbError):
         return error(
@@ -608,6 +755,7 @@ class Client:
     def get(self, minion_id: str, etag: str | None = None) -> Answer:
         """GET the record of ``minion_id``; raise CmdbError with the cause on failure."""
         entry = self.entry
+        started = time.monotonic()
         url = entry.record_url(minion_id)
         try:
             auth, headers = request_auth(entry, self.opts)
@@ -615,33 +763,30 @@ class Client:
             raise self._fail(minion_id, url, str(err), error=CmdbConfigError) from err
         if etag:
             headers["If-None-Match"] = etag
-        session = session_for(entry)
-        attempt = 0
+        fetch = _Fetch(minion_id, url, auth, headers, session_for(entry), started)
+        policy = retry_policy(entry.retries, entry.backoff)
         while True:
-            attempt += 1
-            retry_after = last_error = None
             try:
-                answer = self._attempt(session, minion_id, url, auth, headers)
+                return self._attempt(fetch, policy)
             except _Retryable as err:
-                cause, retry_after = err.cause, err.retry_after
-            except CmdbError:
-                raise
-            except requests.exceptions.SSLError as err:
-                cause = describe_transport_error(err, url, entry)
-                raise self._fail(minion_id, url, cause) from err  # retrying will not help
-            except (requests.exceptions.RequestException, OSError) as err:
-                cause, last_error = describe_transport_error(err, url, entry), err
-            else:
-                return answer
-            if attempt > entry.retries:
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                cause, retry_after, last_error = err.cause, err.retry_after, err.__cause__
+            attempts = len(policy.history) + 1
+            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+            try:
+                policy = policy.increment("GET", safe_url(url))
+            except urllib3.exceptions.MaxRetryError:
                 raise self._fail(minion_id, url, cause + tries) from last_error
-            delay = _backoff_delay(entry.backoff, attempt)
-            if retry_after is not None:
-                delay = min(max(delay, retry_after), MAX_BACKOFF)
+            delay = min(max(policy.get_backoff_time(), retry_after or 0.0), MAX_BACKOFF)
+            if self._left(fetch) - delay < MIN_ATTEMPT:
+                raise self._fail(
+                    minion_id,
+                    url,
+                    f"{cause}{tries}; no time is left for another attempt within the "
+                    f"{self.budget:g}s deadline of one pillar fetch",
+                ) from last_error
             log.debug(
                 "cmdb: attempt %d for minion %s at %s failed (%s); retrying in %.1fs",
-                attempt,
+                attempts,
                 minion_id,
                 safe_url(url),
                 cause,
@@ -649,37 +794,73 @@ class Client:
             )
             self.sleep(delay)
 
-    def _attempt(self, session, minion_id, url, auth, headers) -> Answer:
-        """One request, following same-origin redirects; the connection goes back to
-        the pool whenever the answer's body could be read to its end."""
+    def _left(self, fetch) -> float:
+        return self.budget - (time.monotonic() - fetch.started)
+
+    def _attempt(self, fetch, policy) -> Answer:
+        """One attempt, following same-origin redirects, within its deadline. Raises
+        _Retryable for failures another attempt may fix, CmdbError for the others."""
         entry = self.entry
-        first = url
+        seconds = min(entry.connect_timeout + entry.read_timeout, self._left(fetch))
+        try:
+            with AttemptDeadline(seconds) as deadline:
+                try:
+                    return self._follow(fetch, policy)
+                except (CmdbError, requests.exceptions.RequestException, OSError) as err:
+                    if deadline.expired:
+                        raise _Retryable(self._deadline_cause(seconds)) from err
+                    raise
+        except requests.exceptions.SSLError as err:
+            cause = describe_transport_error(err, fetch.url, entry)
+            raise self._fail(fetch.minion_id, fetch.url, cause) from err  # retrying won't help
+        except (requests.exceptions.RequestException, OSError) as err:
+            raise _Retryable(describe_transport_error(err, fetch.url, entry)) from err
+
+    def _deadline_cause(self, seconds: float) -> str:
+        entry = self.entry
+        if seconds < entry.connect_timeout + entry.read_timeout:
+            limit = f"the {seconds:.1f}s left of the {self.budget:g}s deadline of one pillar fetch"
+        else:
+            limit = (
+                f"{seconds:g}s, the deadline of one attempt ({entry.connect_timeout:g}s "
+                f"connect + {entry.read_timeout:g}s read timeout)"
+            )
+        return (
+            f"no complete answer within {limit}: the deadline passed while the CMDB was "
+            "still sending (a server trickling bytes never trips a read timeout); it is "
+            "overloaded or stuck, raise `timeout` only if it is merely slow"
+        )
+
+    def _follow(self, fetch, policy) -> Answer:
+        """Request the record, following same-origin redirects; the connection goes back
+        to the pool whenever the answer's body could be read to its end."""
+        entry = self.entry
+        url = fetch.url
         for _ in range(MAX_REDIRECTS + 1):
-            started = time.monotonic()
-            response = session.get(
+            response = fetch.session.get(
                 url,
-                auth=auth,
-                headers=headers,
+                auth=fetch.auth,
+                headers=fetch.headers,
                 timeout=(entry.connect_timeout, entry.read_timeout),
                 allow_redirects=False,
                 stream=True,
             )
             with response:
                 try:
-                    answer = self._interpret(response, minion_id, (first, url), headers, started)
+                    answer = self._interpret(response, fetch, url, policy)
                 finally:
                     _drain(response)
             if isinstance(answer, Answer):
                 return answer
             url = answer  # a same-origin redirect target
-        raise self._fail(minion_id, first, f"more than {MAX_REDIRECTS} redirects")
+        raise self._fail(fetch.minion_id, fetch.url, f"more than {MAX_REDIRECTS} redirects")
 
-    def _interpret(self, response, minion_id, urls, headers, started):
-        """An Answer, a redirect target (str), or raise. ``urls``: (first, current)."""
-        first, url = urls
+    def _interpret(self, response, fetch, url, policy):
+        """An Answer, a redirect target (str), or raise."""
+        minion_id, headers = fetch.minion_id, fetch.headers
         status = response.status_code
         if status == 200:
-            body = self._read(response, minion_id, url, started)
+            body = self._read(response, minion_id, url)
             return Answer("ok", self._parse(body, minion_id, url), _etag(response))
         if status == 304 and "If-None-Match" in headers:
             return Answer("not_modified", etag=_etag(response) or headers["If-None-Match"])
@@ -687,24 +868,27 @@ class Client:
             return Answer("missing")
         if status in REDIRECT_STATUSES:
             target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
-            if origin(target) != origin(first):
+            if origin(target) != origin(fetch.url):
                 raise self._fail(
                     minion_id,
-                    first,
+                    fetch.url,
                     f"the CMDB redirected (HTTP {status}) to another origin "
                     f"({safe_url(target)}); opskit follows redirects only within the same "
                     "scheme, host and port, so credentials never go elsewhere. Point `url` "
                     "at the final location",
                 )
             return target
-        if status in RETRY_STATUSES:
+        if policy.is_retry("GET", status, "Retry-After" in response.headers):
+            try:
+                retry_after = policy.get_retry_after(response.raw)
+            except urllib3.exceptions.InvalidHeader:  # neither seconds nor an HTTP date
+                retry_after = None
             raise _Retryable(
-                f"the CMDB answered HTTP {status} {response.reason or ''}".rstrip(),
-                _retry_after(response),
+                f"the CMDB answered HTTP {status} {response.reason or ''}".rstrip(), retry_after
             )
         raise self._fail(minion_id, url, _status_cause(response))
 
-    def _read(self, response, minion_id, url, started) -> bytes:
+    def _read(self, response, minion_id, url) -> bytes:
         limit = self.entry.max_bytes
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > limit:
@@ -714,7 +898,6 @@ class Client:
                 f"the record is {int(length)} bytes, more than `max_bytes` ({limit}); raise "
                 "`max_bytes` if records really are that large",
             )
-        deadline = started + self.entry.connect_timeout + self.entry.read_timeout
         chunks, size = [], 0
         for chunk in response.iter_content(65536):
             size += len(chunk)
@@ -725,8 +908,6 @@ class Client:
                     f"the record is more than `max_bytes` ({limit}) bytes (stopped reading); "
                     "raise `max_bytes` if records really are that large",
                 )
-            if time.monotonic() > deadline:
-                raise requests.exceptions.ReadTimeout("body took too long")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -751,6 +932,17 @@ class Client:
         return data
 
 
+class _Fetch(typing.NamedTuple):
+    """What every attempt of one ``Client.get`` call shares."""
+
+    minion_id: str
+    url: str
+    auth: tuple | None
+    headers: dict
+    session: object
+    started: float  # time.monotonic() when the fetch began
+
+
 class _Retryable(Exception):
     def __init__(self, cause, retry_after=None):
         super().__init__(cause)
@@ -772,11 +964,6 @@ def _drain(response, limit: int = 65536) -> None:
 
 def _etag(response) -> str | None:
     return response.headers.get("ETag") or None
-
-
-def _retry_after(response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 def _status_cause(response) -> str:

@@ -90,9 +90,9 @@ def test_defaults_fail_closed_and_stay_under_salts_request_timeout():
     assert parsed.on_error == "fail"
     assert parsed.cache_ttl == 0
     worst = (parsed.retries + 1) * (parsed.connect_timeout + parsed.read_timeout) + sum(
-        opskit_cmdb._backoff_delay(parsed.backoff, n) for n in range(1, parsed.retries + 1)
+        opskit_cmdb.backoff_delays(parsed.retries, parsed.backoff)
     )
-    assert worst < 60
+    assert worst < opskit_cmdb.WORST_CASE_BUDGET < 60
 
 
 @pytest.mark.parametrize(
@@ -170,9 +170,10 @@ def test_cache_identity_changes_with_url_and_user():
     assert entry().cache_id == entry().cache_id
 
 
-def test_backoff_doubles_and_is_capped():
-    delays = [opskit_cmdb._backoff_delay(0.5, n) for n in range(1, 6)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, opskit_cmdb.MAX_BACKOFF]
+def test_backoff_follows_urllib3_retry_doubling_and_is_capped():
+    """urllib3's Retry retries the first failure at once, then doubles from 2x backoff."""
+    assert opskit_cmdb.backoff_delays(5, 0.5) == [0, 1.0, 2.0, 4.0, opskit_cmdb.MAX_BACKOFF]
+    assert opskit_cmdb.backoff_delays(0, 0.5) == []
 
 
 # Webhooks ---------------------------------------------------------------------------------
