@@ -19,6 +19,7 @@ import textwrap
 import time
 
 import opskit_cmdb
+import opskit_cmdb_client
 import pytest
 import requests
 import salt.loader
@@ -309,7 +310,7 @@ def test_retries_stop_when_the_overall_budget_would_be_passed(conf, scripted):
     left ends the fetch at once instead of sleeping past the budget."""
     scripted.script(Reply(status=503, headers={"Retry-After": "5"}), Reply(body=b"{}"))
     entry = opskit_cmdb.Entry.from_config(conf(scripted, retries=3))
-    client = opskit_cmdb.Client(entry, budget=6)
+    client = opskit_cmdb_client.Client(entry, budget=6)
     started = time.monotonic()
     message = _raises(client.get, "web-01.lab")
     elapsed = time.monotonic() - started
@@ -324,7 +325,7 @@ def test_the_last_attempt_gets_only_what_is_left_of_the_budget(conf, scripted):
     body = b'{"a": "' + b"x" * 600 + b'"}'
     scripted.script(Reply(body=body, drip=DRIP_SECONDS))
     entry = opskit_cmdb.Entry.from_config(conf(scripted, timeout=[1, 3], retries=2))
-    client = opskit_cmdb.Client(entry, budget=6)
+    client = opskit_cmdb_client.Client(entry, budget=6)
     started = time.monotonic()
     message = _raises(client.get, "web-01.lab")
     elapsed = time.monotonic() - started
@@ -675,7 +676,7 @@ def test_entries_merge_in_order_and_one_failure_still_fails(conf, cmdb, pillar_o
 def test_files_are_written_atomically_and_privately(ext_pillar, conf, cmdb, cachedir):
     config = conf(cmdb, cache_ttl=60, on_error="stale")
     ext_pillar(config)
-    leftovers = [p for p in cachedir.rglob("*") if p.name.startswith(".tmp-")]
+    leftovers = [p for p in cachedir.rglob("*") if p.name.startswith(".")]  # temp files
     assert leftovers == []
     for path in cachedir.joinpath("opskit-cmdb").rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
