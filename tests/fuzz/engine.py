@@ -208,6 +208,9 @@ def _memoise_salt():
     import jinja2
     import salt.fileclient
 
+    if getattr(jinja2.Environment.compile, "opskit_fuzz", False):
+        return
+
     original = jinja2.Environment.compile
     compiled = {}
 
@@ -226,6 +229,7 @@ def _memoise_salt():
             compiled[key] = original(self, source, name, filename, raw, defer_init)
         return compiled[key]
 
+    compile_once.opskit_fuzz = True
     jinja2.Environment.compile = compile_once
     for cls, name in (
         (salt.fileclient.Client, "cache_file"),
@@ -245,7 +249,7 @@ def _memoise_salt():
 class Renderer:
     """An in-process minion rendering SLS for ever-changing pillars."""
 
-    def __init__(self, minion_id: str = "fuzz-minion"):
+    def __init__(self, minion_id: str = "fuzz-minion", file_roots: list[str] | None = None):
         import salt.config
         import salt.state
         import yaml
@@ -265,7 +269,7 @@ class Renderer:
                     "pki_dir": f"{self.root}/pki",
                     "sock_dir": f"{self.root}/sock",
                     "log_file": f"{self.root}/minion.log",
-                    "file_roots": {"base": [str(REPO / "salt")]},
+                    "file_roots": {"base": file_roots or [str(REPO / "salt")]},
                     "module_dirs": [str(REPO)],
                     "state_top": "salt://top.sls",
                     "log_level": "quiet",
@@ -293,6 +297,19 @@ class Renderer:
         ]
         self._opts = [self.high.opts, state.opts, *(x.opts for x in self._loaders)]
         self._templates = {}
+        # Stop at the first SLS that fails to render (the refusal the user reads first);
+        # the other SLS of the run would only repeat the same settings check.
+        self._failed = False
+        render_state = self.high.render_state
+
+        def render_state_until_failure(*args, **kwargs):
+            if self._failed:
+                return {}, []
+            state, errors = render_state(*args, **kwargs)
+            self._failed = bool(errors)
+            return state, errors
+
+        self.high.render_state = render_state_until_failure
 
     def set_pillar(self, pillar: dict, minion_id: str) -> None:
         new = copy.deepcopy(pillar)
@@ -315,6 +332,7 @@ class Renderer:
     def render(self, sls: list[str]):
         """(chunks, errors) for these SLS under the current pillar."""
         self.high.building_highstate = {}
+        self._failed = False
         try:
             high, errors = self.high.render_highstate({"base": list(sls)})
         except Exception as err:  # noqa: BLE001 - a crash is an outcome to report
