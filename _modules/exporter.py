@@ -109,7 +109,9 @@ def _with_pillar_secrets(kwargs: dict) -> dict:
     sources = [sources] if isinstance(sources, str) else sources
     merged = {}
     for key in sources:
-        value = __salt__["pillar.get"](str(key), {})
+        # __pillar__ itself, not pillar.get: from Salt 3008 on, pillar.get hands
+        # execution modules masked values (salt.utils.secret) unless unmask=True.
+        value = salt.utils.data.traverse_dict_and_list(__pillar__, str(key), {}, ":")
         if not isinstance(value, dict):
             raise _invocation_error(ValueError(f"pillar {key} must be a mapping of options"))
         merged = salt.utils.dictupdate.merge(merged, value, strategy="recurse")

@@ -1,8 +1,10 @@
-"""The exporter's unit, web configuration and stub_status block come from Jinja templates
-that a site overrides from its own file_roots, in template-formula's TOFS order
-(files/<minion id>/, files/<os_family>/, files/default/; pillar
-``exporters:tofs:source_files`` names other files to try first). Salt's real loaders and
-fileserver (file_client local) on this host; nothing is installed."""
+"""What the exporter module reads inside a state run, from the fileserver and from
+pillar: the unit, web configuration and stub_status templates, which a site overrides
+from its own file_roots in template-formula's TOFS order (files/<minion id>/,
+files/<os_family>/, files/default/; pillar ``exporters:tofs:source_files`` names other
+files to try first), and the secret options it reads from the pillar keys
+``secrets_from`` names. Salt's real loaders and fileserver (file_client local) on this
+host; nothing is installed."""
 
 from __future__ import annotations
 
@@ -130,3 +132,41 @@ def test_a_site_template_cannot_let_a_value_start_a_new_line(modules, state_tree
     assert ret.result is False
     assert "control or line-break character" in ret.comment
     assert "naive.service.jinja" in ret.comment
+
+
+def test_secret_options_are_read_from_the_pillar_keys_named(modules, state_tree):
+    """The formula passes no secret as a state argument; the module reads them on the
+    minion from pillar (Salt 3008 masks pillar.get's values for modules: it must read
+    the real ones)."""
+    pillar = {
+        "exporters": {
+            "defaults": {"env": {"HTTPS_PROXY": "http://u:proxy-secret@proxy:3128"}},
+            "redis_exporter": {"redis": {"password": "pillar-redis-secret"}},
+        }
+    }
+    keys = ["exporters:defaults", "exporters:redis_exporter"]
+    ret = _render(
+        modules, state_tree, pillar, name="redis_exporter", version="1.45.0", secrets_from=keys
+    )
+    assert ret.result is True, ret.comment
+    env = ret.changes["exporter.render"]["files"]["/etc/opskit/exporters/redis_exporter/env"]
+    assert env["content"] == "<secret: hidden>"
+    assert "pillar-redis-secret" not in str(ret.changes)
+    without = _render(modules, state_tree, pillar, name="redis_exporter", version="1.45.0")
+    assert without.changes["exporter.render"]["files"] == {}
+
+    # The real values, not masked ones: a bcrypt hash from pillar passes the check a
+    # mask ("**********") would fail, and a plain password is refused.
+    bcrypt = "$2y$10$" + "d" * 53
+    pillar["exporters"]["redis_exporter"]["web"] = {"basic_auth_users": {"p": bcrypt}}
+    ret = _render(
+        modules, state_tree, pillar, name="redis_exporter", version="1.80.2", secrets_from=keys
+    )
+    assert ret.result is True, ret.comment
+    assert bcrypt not in str(ret.changes)
+    pillar["exporters"]["redis_exporter"]["web"] = {"basic_auth_users": {"p": "plain"}}
+    ret = _render(
+        modules, state_tree, pillar, name="redis_exporter", version="1.80.2", secrets_from=keys
+    )
+    assert ret.result is False
+    assert "web.basic_auth_users.p must be a bcrypt hash" in ret.comment
