@@ -41,8 +41,6 @@ PENDING = {
     "salt/anubis/sites/init.sls": ("anubis", 1),
     "salt/common/clean.sls": ("foundation", 1),
     "salt/common/config/init.sls": ("foundation", 3),
-    "salt/exporters/install/clean.sls": ("exporters", 2),
-    "salt/exporters/install/init.sls": ("exporters", 6),
     "salt/exporters/mine/clean.sls": ("monitoring", 2),
     "salt/exporters/mine/init.sls": ("monitoring", 4),
     "salt/thumbnail-server/clean.sls": ("thumbnail", 19),
