@@ -306,6 +306,11 @@ def check_url_template(template: str) -> set[str]:
     return used
 
 
+def _redact(url: str) -> str:
+    """A URL for a message: any user:password@ dropped."""
+    return re.sub(r"//[^/@\s]*@", "//***@", url)
+
+
 @dataclasses.dataclass(frozen=True)
 class Release:
     """Where one exporter release for one architecture lives, and its layout."""
@@ -384,12 +389,19 @@ def release(
         "arch": arch,
     }
     checksums_file = exporter.checksum_file(version)
+    asset_url = template.format(**fields, file=urllib.parse.quote(asset))
+    parsed = urllib.parse.urlsplit(asset_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"url_template must give http or https URLs, got {_redact(asset_url)!r} from "
+            f"{_redact(template)!r}"
+        )
     return Release(
         exporter=exporter.name,
         version=version,
         arch=arch,
         asset=asset,
-        asset_url=template.format(**fields, file=urllib.parse.quote(asset)),
+        asset_url=asset_url,
         checksums_url=template.format(**fields, file=urllib.parse.quote(checksums_file)),
         checksums_file=checksums_file,
         member=prefix + (scheme.binary_path or exporter.binary),
@@ -400,35 +412,70 @@ def release(
 # ---------------------------------------------------------------------------------------
 # Compatibility: postgres_exporter and PostgreSQL, dcgm-exporter and DCGM
 # ---------------------------------------------------------------------------------------
-def postgres_compatibility(exporter_version: str, postgres_major: int) -> list[str]:
+PG_MAJOR_RE = re.compile(r"(9\.[0-6]|8\.[0-4]|7\.[0-4]|6\.[0-5]|[1-9]\d)\Z")
+
+
+def postgres_major(value) -> str:
+    """A PostgreSQL major as PostgreSQL names it: 15 -> "15"; 9.6 or "9.6" -> "9.6"
+    (before PostgreSQL 10 the major had two parts). Anything else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CompatibilityError(f"PostgreSQL major {value!r} is not like 15 or 9.6")
+    text = str(value)
+    if not PG_MAJOR_RE.match(text):
+        raise CompatibilityError(
+            f"PostgreSQL major {value!r} is not a PostgreSQL major version (like 15, or "
+            "9.6 before PostgreSQL 10)"
+        )
+    return text
+
+
+def _major_key(major: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in major.split("."))
+
+
+def postgres_compatibility(exporter_version: str, server_major) -> list[str]:
     """Check postgres_exporter ``exporter_version`` against a PostgreSQL major.
 
-    Raises CompatibilityError for a known-bad pair, naming the first good exporter
-    version; returns warnings for pairs upstream does not test.
+    Raises CompatibilityError for a known-bad pair, naming a good exporter version;
+    returns warnings for pairs upstream does not test (too old or too new for it).
     """
-    try:
-        major = int(postgres_major)
-    except (TypeError, ValueError):
+    major = postgres_major(server_major)
+    if _major_key(major) < _major_key(POSTGRES["oldest"]):
         raise CompatibilityError(
-            f"PostgreSQL major version {postgres_major!r} is not a number like 15"
-        ) from None
-    warnings = []
-    for rule in POSTGRES["rules"]:
-        if major < rule["major"] or version_at_least(exporter_version, str(rule["below"])):
-            continue
-        if rule["severity"] == "refuse":
-            raise CompatibilityError(
-                f"postgres_exporter {exporter_version} does not work with PostgreSQL "
-                f"{major}: {rule['reason']}. Use postgres_exporter {rule['below']} or newer."
-            )
-        if major == rule["major"]:
-            warnings.append(f"{rule['reason']}; {exporter_version} is older (untested pair)")
-    if major > POSTGRES["newest_known"]:
-        warnings.append(
-            f"PostgreSQL {major} is newer than any major opskit's compatibility table "
-            f"knows ({POSTGRES['newest_known']}); check postgres_exporter's release notes"
+            f"postgres_exporter does not work with PostgreSQL {major}: it needs "
+            f"{POSTGRES['oldest']} or newer (lib/pq 1.2.0, postgres_exporter CHANGELOG 0.6.0)"
         )
-    return warnings
+    for rule in POSTGRES["refuse"]:
+        below = str(rule["below"])
+        if _major_key(major) >= _major_key(str(rule["from_major"])) and not version_at_least(
+            exporter_version, below
+        ):
+            raise CompatibilityError(
+                f"postgres_exporter {exporter_version} does not work with PostgreSQL {major}: "
+                f"{rule['reason']}. Use postgres_exporter {below} or newer."
+            )
+    table = POSTGRES["majors"]
+    newest = max(table, key=_major_key)
+    if _major_key(major) > _major_key(newest):
+        return [
+            f"PostgreSQL {major} is newer than any major opskit's compatibility table "
+            f"knows ({newest}); check postgres_exporter's release notes"
+        ]
+    first, last = (None if v is None else str(v) for v in table[major]["tested"])
+    where = "postgres_exporter's README, CI Tested PostgreSQL versions"
+    if not version_at_least(exporter_version, first):
+        return [
+            f"PostgreSQL {major} is tested with postgres_exporter from {first} on ({where}); "
+            f"{exporter_version} is older: an untested pair"
+        ]
+    if last is not None and parse_version(exporter_version) > parse_version(last):
+        good = table[major].get("known_good")
+        known = f"; {good} is known good with it" if good else ""
+        return [
+            f"PostgreSQL {major} is tested with postgres_exporter up to {last} ({where}); "
+            f"{exporter_version} is newer: an untested pair{known}"
+        ]
+    return []
 
 
 def dcgm_pair(tag: str) -> tuple[str, str]:

@@ -77,17 +77,41 @@ architectures:
     ppc64le: ppc64le
     ppc64: ppc64
     s390x: s390x
-  # nginx-prometheus-exporter (.goreleaser.yml at v1.5.3 and v0.11.0): goarch 386,
-  # amd64, arm (goarm 5, 6, 7), arm64, mips64(le), ppc64(le), riscv64 (1.x), s390x;
-  # goreleaser's default archive name appends "v<goarm>" to "arm".
-  goreleaser: &goreleaser
-    <<: *promu
-  # dcgm-exporter is built for linux/amd64 and linux/arm64 only (Makefile PLATFORMS).
-  dcgm: &dcgm
+  # nginx-prometheus-exporter up to 0.8.0 (Makefile target `release`, read at v0.4.0
+  # and v0.8.0): linux amd64 and 386, the latter named "i386".
+  nginx_make: &nginx_make
+    x86_64: amd64
+    amd64: amd64
+    i386: i386
+    i686: i386
+  # nginx-prometheus-exporter 0.9.0 .. 1.3.x (.goreleaser.yml builds.goarch, read at
+  # v0.9.0, v0.11.0, v1.0.0 and v1.3.0): 386, amd64, arm (goarm 5, 6, 7), arm64,
+  # ppc64le, mips64le, s390x; goreleaser's default archive name appends v<goarm>.
+  nginx_goreleaser: &nginx_goreleaser
     x86_64: amd64
     amd64: amd64
     aarch64: arm64
     arm64: arm64
+    armv7l: armv7
+    armv6l: armv6
+    armv5tel: armv5
+    i386: "386"
+    i686: "386"
+    ppc64le: ppc64le
+    s390x: s390x
+  # nginx-prometheus-exporter from 1.4.0 (.goreleaser.yml at v1.4.0 and v1.5.3) adds
+  # mips64, ppc64 and riscv64.
+  nginx_goreleaser_1_4: &nginx_goreleaser_1_4
+    <<: *nginx_goreleaser
+    ppc64: ppc64
+    riscv64: riscv64
+  # dcgm-exporter (Makefile PLATFORMS and target package-build, read at 4.5.3-4.8.2):
+  # linux/amd64 packaged as "x86-64", linux/arm64 as "sbsa".
+  dcgm: &dcgm
+    x86_64: x86-64
+    amd64: x86-64
+    aarch64: sbsa
+    arm64: sbsa
 
 exporters:
   node_exporter:
@@ -157,13 +181,18 @@ exporters:
                     tls-server-key-file, tls-server-ca-cert-file, skip-tls-verification]
     secret_flags: [redis.password, redis.password-file, basic-auth-password,
                    basic-auth-hash-password]
-    # opskit options -> the first release that understands what opskit writes for them.
+    # opskit options -> the first release that understands what opskit writes for them
+    # (main.go at the tag named: its flag.String/flag.Bool definitions). An older
+    # release exits on the unknown flag ("flag provided but not defined") or, for
+    # REDIS_USER, silently ignores it.
     requires:
-      # -tls-server-cert-file/-key-file since v1.9.0.
-      web.tls: [1.9.0, "--tls-server-cert-file and --tls-server-key-file"]
+      redis.user: [1.7.0, "-redis.user / REDIS_USER, main.go at v1.7.0"]
+      redis.tls.ca: [1.8.0, "--tls-ca-cert-file, main.go at v1.8.0"]
+      web.tls: [1.9.0, "--tls-server-cert-file and --tls-server-key-file, main.go at v1.9.0"]
+      web.tls.client_ca: [1.33.0, "--tls-server-ca-cert-file, main.go at v1.33.0"]
       # REDIS_EXPORTER_BASIC_AUTH_USERNAME/_PASSWORD came in v1.67.0 (#967), the bcrypt
       # ..._HASH_PASSWORD in v1.80.2 (#1066); opskit only ever writes the hash.
-      web.basic_auth_users: [1.80.2, "REDIS_EXPORTER_BASIC_AUTH_HASH_PASSWORD"]
+      web.basic_auth_users: [1.80.2, "REDIS_EXPORTER_BASIC_AUTH_HASH_PASSWORD, main.go at v1.80.2"]
 
   postgres_exporter:
     description: Prometheus postgres_exporter (prometheus-community)
@@ -208,21 +237,34 @@ exporters:
     metric_prefix: nginx_
     up_metric: nginx_up
     releases:
-      # goreleaser's default archive name <project>_<version>_<os>_<arch>, files at the
-      # top (no wrap_in_directory); .goreleaser.yml up to 0.11.x names the checksum file
-      # sha256sums.txt.
-      - since: 0.0.0
+      # Makefile target `release` (v0.4.0 .. v0.8.0): nginx-prometheus-exporter-$(TAG)-
+      # linux-<arch>.tar.gz holding the binary at the top ($(TAG) is the version without
+      # "v"), and sha256sums.txt.
+      - since: 0.4.0
+        asset: nginx-prometheus-exporter-{version}-linux-{arch}.tar.gz
+        top_dir: ""
+        checksums: sha256sums.txt
+        arches: *nginx_make
+      # goreleaser from 0.9.0: <project>_<version>_<os>_<arch>.tar.gz, files at the top
+      # (no wrap_in_directory); .goreleaser.yml names the checksum file sha256sums.txt
+      # up to 0.11.0.
+      - since: 0.9.0
         asset: nginx-prometheus-exporter_{version}_linux_{arch}.tar.gz
         top_dir: ""
         checksums: sha256sums.txt
-        arches: *goreleaser
+        arches: *nginx_goreleaser
       # 1.0.0 dropped checksum.name_template: goreleaser's default
       # <project>_<version>_checksums.txt applies from then on.
       - since: 1.0.0
         asset: nginx-prometheus-exporter_{version}_linux_{arch}.tar.gz
         top_dir: ""
         checksums: nginx-prometheus-exporter_{version}_checksums.txt
-        arches: *goreleaser
+        arches: *nginx_goreleaser
+      - since: 1.4.0
+        asset: nginx-prometheus-exporter_{version}_linux_{arch}.tar.gz
+        top_dir: ""
+        checksums: nginx-prometheus-exporter_{version}_checksums.txt
+        arches: *nginx_goreleaser_1_4
     # exporter-toolkit web configuration since 1.0.0 (#461, first tagged v1.0.0).
     web_config: [[1.0.0, --web.config.file]]
     package:
@@ -231,6 +273,10 @@ exporters:
       unit: prometheus-nginx-exporter.service
       user: prometheus
     managed_flags: [web.listen-address, web.config.file, nginx.scrape-uri]
+    requires:
+      # unix:<socket>:<request path> scrape URIs: exporter.go parseUnixSocketAddress,
+      # first in v0.5.0 (still there at v1.5.3).
+      nginx.scrape_uri.unix: [0.5.0, "unix: scrape URIs, exporter.go at v0.5.0"]
 
   dcgm_exporter:
     description: NVIDIA DCGM exporter (GPU metrics)
@@ -249,14 +295,23 @@ exporters:
     version_kind: dcgm_pair
     tag: "{version}"
     releases:
-      # NVIDIA publishes dcgm-exporter as container images and packages, not as release
-      # archives. opskit downloads it only from a site mirror, laid out like the other
-      # exporters: dcgm-exporter-<tag>.linux-<arch>.tar.gz with a sha256sums.txt.
+      # Makefile target package-build (read at 4.5.3-4.8.2, present since 4.0.0-4.0.1):
+      # `tar -czf dist/$DIST_NAME.tar.gz $(ls -A)` in a directory holding dcgm_exporter/,
+      # DIST_NAME dcgm_exporter-linux-<x86-64|sbsa>-<exporter version>; inside:
+      # usr/bin/dcgm-exporter, etc/dcgm-exporter/ (the collectors CSVs), LICENSE and
+      # lib/systemd/system/nvidia-dcgm-exporter.service. NVIDIA publishes it outside
+      # GitHub releases and writes no checksum file: a site mirror serves it (under
+      # <base_url>/NVIDIA/dcgm-exporter/releases/download/<tag>/, or url_template) with
+      # a sha256sums.txt, or the archive's sha256 is pinned.
       - since: 0.0.0
-        asset: dcgm-exporter-{version}.linux-{arch}.tar.gz
-        top_dir: "{stem}"
+        asset: dcgm_exporter-linux-{arch}-{exporter_version}.tar.gz
+        top_dir: dcgm_exporter
+        binary_path: usr/bin/dcgm-exporter
         checksums: sha256sums.txt
         arches: *dcgm
+        # Installed next to the binary: pkg/cmd/app.go's --collectors default is
+        # /etc/dcgm-exporter/default-counters.csv, which an archive install lacks.
+        files: [etc/dcgm-exporter/default-counters.csv]
     # NVIDIA publishes these archives outside GitHub releases: a mirror is required.
     default_base_url: null
     # --web-config-file since tag 3.3.3-3.3.0 ("TLS and Basic Auth support", #209).
@@ -280,25 +335,38 @@ exporters:
       CapabilityBoundingSet: CAP_SYS_ADMIN
       RestrictAddressFamilies: AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_VSOCK
 
-# postgres_exporter against PostgreSQL majors. "refuse": a pair upstream fixed a breaking
-# incompatibility for (it applies to that major and every newer one); "untested":
-# upstream CI does not cover that major before the version named.
+# postgres_exporter against PostgreSQL majors, from the README's "CI Tested PostgreSQL
+# versions" line at each tag v0.9.0 .. v0.20.1 (prometheus-community/postgres_exporter):
+#   9.4, 9.5 and 9.6 are listed up to v0.12.1 (6e2f8c33 "Update versions listed in the
+#     README" dropped them, first in v0.13.0; .circleci/config.yml ran them up to v0.10.0);
+#     0.11.1 is the release production runs with them (known good);
+#   10 is listed up to v0.14.0 (gone in v0.15.0); 11 and 12 up to v0.18.1 (gone in v0.19.0);
+#   13 from v0.9.0, 14 from v0.11.0, 15 from v0.12.0, 16 from v0.15.0, 17 from v0.17.0
+#     (#1105), 18 from v0.19.0 (#1239).
+# Outside the tested range opskit warns (an untested pair). It refuses known-bad pairs:
+#   CHANGELOG 0.6.0: lib/pq 1.2.0 "drops support for ... PostgreSQL < 9.4";
 #   PostgreSQL 17 moved the checkpoint columns from pg_stat_bgwriter to
-#   pg_stat_checkpointer; postgres_exporter fixed the collector in 0.17.0 (#1072) and
-#   added PostgreSQL 17 to CI then (#1105).
-#   PostgreSQL 16 joined the CI matrix in 0.15.0, PostgreSQL 18 in 0.19.0 (#1239)
-#   (README "CI Tested PostgreSQL versions", git history).
+#   pg_stat_checkpointer; postgres_exporter reads them there from 0.17.0 (#1072), which
+#   holds for every major from 17 on.
 postgres:
-  newest_known: 18
-  rules:
-    - {major: 16, below: 0.15.0, severity: untested,
-       reason: "PostgreSQL 16 is in postgres_exporter's CI from 0.15.0"}
-    - major: 17
+  oldest: "9.4"
+  majors:
+    "9.4": {tested: [0.9.0, 0.12.1], known_good: 0.11.1}
+    "9.5": {tested: [0.9.0, 0.12.1], known_good: 0.11.1}
+    "9.6": {tested: [0.9.0, 0.12.1], known_good: 0.11.1}
+    "10": {tested: [0.9.0, 0.14.0]}
+    "11": {tested: [0.9.0, 0.18.1]}
+    "12": {tested: [0.9.0, 0.18.1]}
+    "13": {tested: [0.9.0, null]}
+    "14": {tested: [0.11.0, null]}
+    "15": {tested: [0.12.0, null]}
+    "16": {tested: [0.15.0, null]}
+    "17": {tested: [0.17.0, null]}
+    "18": {tested: [0.19.0, null]}
+  refuse:
+    - from_major: "17"
       below: 0.17.0
-      severity: refuse
       reason: >-
         PostgreSQL 17 moved the checkpoint columns from pg_stat_bgwriter to
         pg_stat_checkpointer; postgres_exporter reads them there from 0.17.0 (#1072)
-    - {major: 18, below: 0.19.0, severity: untested,
-       reason: "PostgreSQL 18 is in postgres_exporter's CI from 0.19.0"}
 """

@@ -84,11 +84,25 @@ def binary_state(host, d, manifest: dict | None) -> dict:
         problem = ", binary missing"
     elif fetch.sha256_file(binary) != manifest.get("binary_sha256"):
         problem = ", binary modified on disk"
+    elif _files_problem(d, rel, manifest):
+        problem = _files_problem(d, rel, manifest)
     elif not link.is_symlink() or os.readlink(link) != rel.key:
         problem = f", current link not on {rel.key}"
     else:
         return {"ok": True, "was": was}
     return {"ok": False, "was": was + problem}
+
+
+def _files_problem(d, rel, manifest: dict) -> str:
+    """Why the files installed next to the binary are not as unpacked ("" if they are)."""
+    recorded = manifest.get("files_sha256") or {}
+    for _, relative in rel.files:
+        path = pathlib.Path(d.install_dir) / rel.key / relative
+        if not path.exists():
+            return f", {relative} missing"
+        if fetch.sha256_file(path) != recorded.get(relative):
+            return f", {relative} modified on disk"
+    return ""
 
 
 def file_changes(host, d, manifest: dict | None) -> dict:

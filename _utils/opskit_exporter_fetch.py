@@ -168,8 +168,10 @@ def _extract(host, tar: tarfile.TarFile, member_name: str, asset: str, target: p
         shutil.copyfileobj(source, handle)
 
 
-def unpack(host, d, archive: pathlib.Path) -> tuple[pathlib.Path, str]:
-    """Unpack the exporter's binary into its versioned directory; return dir, sha256."""
+def unpack(host, d, archive: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
+    """Unpack the exporter's binary, and the files its release scheme names (e.g.
+    dcgm-exporter's collectors CSV), into its versioned directory; return the
+    directory, the binary's sha256 and the other files' sha256 by path."""
     rel = d.release
     final = pathlib.Path(d.install_dir) / rel.key
     final.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -179,9 +181,14 @@ def unpack(host, d, archive: pathlib.Path) -> tuple[pathlib.Path, str]:
         try:
             with tarfile.open(archive, "r:gz") as tar:
                 _extract(host, tar, rel.member, rel.asset, binary)
+                for member, relative in rel.files:
+                    _extract(host, tar, member, rel.asset, staging / relative)
+                    (staging / relative).chmod(0o644)
         except (tarfile.TarError, OSError, EOFError) as err:
             raise host.error(f"cannot unpack {archive}: {err}; nothing was installed") from err
         binary.chmod(0o755)
+        for directory in (p for p in staging.rglob("*") if p.is_dir()):
+            directory.chmod(0o755)
         staging.chmod(0o755)
         if final.exists():
             shutil.rmtree(final)
@@ -189,7 +196,8 @@ def unpack(host, d, archive: pathlib.Path) -> tuple[pathlib.Path, str]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return final, sha256_file(final / d.exporter.binary)
+    files = {relative: sha256_file(final / relative) for _, relative in rel.files}
+    return final, sha256_file(final / d.exporter.binary), files
 
 
 def check_version(host, d, binary: str) -> None:

@@ -98,7 +98,7 @@ def _install_binary(host, d, undo, manifest: dict) -> None:
         fetch.check_version(host, d, d.exec_path)
         return
     archive, archive_sha = fetch.fetch_archive(host, d, plan.CACHE_ROOT)
-    final, binary_sha = fetch.unpack(host, d, archive)
+    final, binary_sha, files_sha = fetch.unpack(host, d, archive)
     fetch.check_version(host, d, str(final / d.exporter.binary))
     undo.link(d.current_link)
     probe.switch_link(d.current_link, d.release.key)
@@ -109,6 +109,7 @@ def _install_binary(host, d, undo, manifest: dict) -> None:
             "asset_url": opts.redact_url(d.release.asset_url),
             "archive_sha256": archive_sha,
             "binary_sha256": binary_sha,
+            "files_sha256": files_sha,
         }
     )
 

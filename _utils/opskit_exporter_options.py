@@ -182,10 +182,11 @@ class Parts:
     secrets: list = dataclasses.field(default_factory=list)  # values to keep out of output
     after: list = dataclasses.field(default_factory=list)
     requires: list = dataclasses.field(default_factory=list)
+    archive_dir: str | None = None  # the installed release (archive installs only)
     web_config: dict | None = None  # context of web-config.yml.jinja
     stub_status: dict | None = None  # context of stub_status.conf.jinja
     textfile_directory: str | None = None
-    postgres_major: int | None = None
+    postgres_major: str | None = None  # as PostgreSQL names it: 15, 9.6
     dcgm: dict | None = None
     warnings: list = dataclasses.field(default_factory=list)
     scheme: str = "http"
@@ -381,16 +382,15 @@ def postgres(parts: Parts, value) -> None:
     if bool(opts.get("sslcert")) != bool(opts.get("sslkey")):
         parts.fail("postgres.sslcert and postgres.sslkey go together")
     major = opts.get("server_major")
-    if major is not None and (isinstance(major, bool) or not isinstance(major, int)):
-        parts.fail(f"postgres.server_major must be a number like 15, got {major!r}")
-    if major is not None and not 9 <= major <= 99:
-        parts.fail(f"postgres.server_major {major} is not a PostgreSQL major version")
-    parts.postgres_major = major
-    if major is not None and parts.version is not None:
-        try:
-            parts.warnings += catalog.postgres_compatibility(parts.version, major)
-        except catalog.CompatibilityError as err:
-            parts.fail(str(err))
+    if major is None:
+        return
+    try:
+        parts.postgres_major = catalog.postgres_major(major)
+        if parts.version is not None:
+            exporter_version = parts.release_version
+            parts.warnings += catalog.postgres_compatibility(exporter_version, major)
+    except catalog.CompatibilityError as err:
+        parts.fail(f"postgres.server_major: {err}")
 
 
 def _postgres_dsn(parts: Parts, opts: dict) -> str:
@@ -415,41 +415,83 @@ def _postgres_dsn(parts: Parts, opts: dict) -> str:
 
 
 STUB_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*\Z")
+# nginx-prometheus-exporter's unix scrape URIs (exporter.go parseUnixSocketAddress, read
+# at v0.11.0 and v1.5.3): "unix:<socket path>:<request path>", split on every ":" (at
+# most three parts), the request path fetched as http://unix<request path>. Neither
+# path may hold a ":"; the request path must start with "/".
+UNIX_SOCKET_RE = re.compile(r"/[A-Za-z0-9._/-]+\Z")
+
+
+def unix_scrape_uri(name: str, text: str) -> tuple[str, str]:
+    """(socket path, request path) of a ``unix:`` scrape URI, checked as upstream parses it."""
+    parts = text.split(":")
+    if len(parts) != 3 or not UNIX_SOCKET_RE.match(parts[1]) or "/../" in f"{parts[1]}/":
+        fail(
+            name,
+            f"nginx.scrape_uri {text!r}: write unix:<absolute socket path>:<request path>, "
+            "e.g. unix:/run/nginx-status.sock:/stub_status (no ':' inside either path)",
+        )
+    if not STUB_PATH_RE.match(parts[2]):
+        fail(name, f"nginx.scrape_uri {text!r}: the request path must look like /stub_status")
+    return parts[1], parts[2]
 
 
 def nginx(parts: Parts, value) -> None:
     name = parts.name
     opts = mapping(name, "nginx", value, {"scrape_uri", "stub_status"})
     stub = opts.get("stub_status", {})
-    scrape_uri = url(name, "nginx.scrape_uri", opts.get("scrape_uri"), ("http", "https", "unix"))
+    scrape_uri = string(name, "nginx.scrape_uri", opts.get("scrape_uri"))
+    if scrape_uri is not None and scrape_uri.startswith("unix:"):
+        unix_scrape_uri(name, scrape_uri)
+        parts.require("nginx.scrape_uri.unix")
+    elif scrape_uri is not None:
+        url(name, "nginx.scrape_uri", scrape_uri, ("http", "https", "unix"))
     if stub is not False and stub is not None:
-        stub_opts = mapping(name, "nginx.stub_status", stub, {"listen", "path", "allow"})
-        try:
-            host, port = parse_listen(stub_opts.get("listen") or "127.0.0.1:8080", 8080)
-        except ValueError as err:
-            fail(name, f"nginx.stub_status.{err}")
-        stub_path = string(name, "nginx.stub_status.path", stub_opts.get("path")) or "/stub_status"
-        if not STUB_PATH_RE.match(stub_path):
-            parts.fail(f"nginx stub_status path {stub_path!r} must look like /stub_status")
-        allow = stub_opts.get("allow", ["127.0.0.1", "::1"])
-        if not isinstance(allow, list):
-            fail(name, "nginx.stub_status.allow must be a list of addresses")
-        for address in allow:
-            try:
-                ipaddress.ip_network(str(address), strict=False)
-            except ValueError as err:
-                fail(name, f"nginx.stub_status.allow: {err}")
-        parts.stub_status = {
-            "listen": format_listen(host or "127.0.0.1", port),
-            "path": stub_path,
-            "allow": [str(a) for a in allow],
-        }
+        derived = _stub_status(parts, mapping(name, "nginx.stub_status", stub, STUB_OPTIONS))
+        scrape_uri = scrape_uri or derived
+        if scrape_uri.startswith("unix:"):
+            parts.require("nginx.scrape_uri.unix")
         parts.after.append("nginx.service")
-        if scrape_uri is None:
-            scrape_uri = f"http://{format_listen(probe_host(host), port)}{stub_path}"
     if scrape_uri is None:
         fail(name, "set nginx.scrape_uri, or let opskit manage nginx.stub_status")
     parts.arg(f"--nginx.scrape-uri={scrape_uri}")
+
+
+STUB_OPTIONS = {"listen", "path", "allow"}
+
+
+def _stub_status(parts: Parts, opts: dict) -> str:
+    """The stub_status block's context; returns the URI that scrapes it."""
+    name = parts.name
+    stub_path = string(name, "nginx.stub_status.path", opts.get("path")) or "/stub_status"
+    if not STUB_PATH_RE.match(stub_path):
+        parts.fail(f"nginx stub_status path {stub_path!r} must look like /stub_status")
+    allow = opts.get("allow", ["127.0.0.1", "::1"])
+    if not isinstance(allow, list):
+        fail(name, "nginx.stub_status.allow must be a list of addresses")
+    for address in allow:
+        try:
+            ipaddress.ip_network(str(address), strict=False)
+        except ValueError as err:
+            fail(name, f"nginx.stub_status.allow: {err}")
+    listen = string(name, "nginx.stub_status.listen", opts.get("listen"))
+    if listen is not None and listen.startswith("unix:"):
+        socket_path = listen.removeprefix("unix:")
+        if not UNIX_SOCKET_RE.match(socket_path) or "/../" in f"{socket_path}/":
+            parts.fail(f"nginx.stub_status.listen {listen!r}: write unix:<absolute socket path>")
+        # nginx's access module matches the clients of a unix socket with "unix:" only.
+        parts.stub_status = {"listen": listen, "path": stub_path, "allow": ["unix:"]}
+        return f"unix:{socket_path}:{stub_path}"
+    try:
+        host, port = parse_listen(listen or "127.0.0.1:8080", 8080)
+    except ValueError as err:
+        fail(name, f"nginx.stub_status.{err}")
+    parts.stub_status = {
+        "listen": format_listen(host or "127.0.0.1", port),
+        "path": stub_path,
+        "allow": [str(a) for a in allow],
+    }
+    return f"http://{format_listen(probe_host(host), port)}{stub_path}"
 
 
 DCGM_OPTIONS = {"dcgm_version", "cuda_major", "repo", "hostengine", "collectors", "packages"}
@@ -496,6 +538,10 @@ def dcgm(parts: Parts, value) -> None:
         isinstance(p, str) and PACKAGE_RE.match(p) for p in packages
     ):
         fail(name, f"dcgm.packages must be a list of package names, got {packages!r}")
+    if not collectors and parts.archive_dir:
+        # Upstream's archive brings the default collectors CSV (installed next to the
+        # binary); the binary's own default, /etc/dcgm-exporter/, holds none here.
+        collectors = f"{parts.archive_dir}/etc/dcgm-exporter/default-counters.csv"
     parts.arg(f"--remote-hostengine-info={hostengine}")
     if collectors:
         parts.arg(f"--collectors={collectors}")

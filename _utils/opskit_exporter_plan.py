@@ -40,6 +40,7 @@ COMMON_OPTIONS = {
     "version",
     "source",
     "base_url",
+    "url_template",
     "proxy",
     "ca_bundle",
     "sha256",
@@ -106,7 +107,7 @@ class Desired:
     target_host: str | None
     textfile_directory: str | None = None
     stub_status: FileSpec | None = None
-    postgres_major: int | None = None
+    postgres_major: str | None = None  # as PostgreSQL names it: 15, 9.6
     dcgm: dict | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     unit: str | None = None  # the rendered unit
@@ -187,6 +188,7 @@ def build(name: str, options: dict | None, machine: str, renderer=None) -> Desir
         version=version,
         user="root" if exporter.run_as_root else name,
         config_dir=f"{CONFIG_ROOT}/{name}",
+        archive_dir=f"{INSTALL_ROOT}/{name}/current" if source == "archive" else None,
     )
     opts.user_env(parts, options.get("env"))
     opts.web(parts, options.get("web"))
@@ -250,8 +252,10 @@ def _release(exporter, options: dict, source: str, version: str | None, machine:
         sha256 = opts.normalise_sha256(sha256, f"{name}: sha256")
     if source != "archive":
         return None, base_url, sha256
+    template = opts.string(name, "url_template", options.get("url_template"))
     try:
-        return catalog.release(exporter, version, machine, base_url), base_url, sha256
+        release = catalog.release(exporter, version, machine, base_url, template)
+        return release, base_url, sha256
     except ValueError as err:
         if str(err).startswith(name):
             raise

@@ -127,10 +127,14 @@ def health(probe: Probe) -> tuple[str | None, dict]:
     return problem, result
 
 
-def postgres_server_major(body: str) -> int | None:
-    """The PostgreSQL major a running postgres_exporter reports (pg_static short_version)."""
-    match = re.search(r'^pg_static\{[^}]*short_version="(\d+)\.', body, re.MULTILINE)
-    return int(match.group(1)) if match else None
+def postgres_server_major(body: str) -> str | None:
+    """The PostgreSQL major a running postgres_exporter reports (pg_static
+    short_version): "15" for 15.4, "9.6" for 9.6.24 (two parts before PostgreSQL 10)."""
+    match = re.search(r'^pg_static\{[^}]*short_version="(\d+)\.(\d+)', body, re.MULTILINE)
+    if match is None:
+        return None
+    major, minor = match.groups()
+    return f"{major}.{minor}" if int(major) < 10 else major
 
 
 class NotHealthy(Exception):

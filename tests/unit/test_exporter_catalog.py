@@ -65,8 +65,9 @@ ASSETS = {
     ("nginx_exporter", "ppc64le"): "nginx-prometheus-exporter_1.4.0_linux_ppc64le.tar.gz",
     ("nginx_exporter", "s390x"): "nginx-prometheus-exporter_1.4.0_linux_s390x.tar.gz",
     ("nginx_exporter", "riscv64"): "nginx-prometheus-exporter_1.4.0_linux_riscv64.tar.gz",
-    ("dcgm_exporter", "x86_64"): "dcgm-exporter-4.1.1-4.0.4.linux-amd64.tar.gz",
-    ("dcgm_exporter", "aarch64"): "dcgm-exporter-4.1.1-4.0.4.linux-arm64.tar.gz",
+    # NVIDIA/dcgm-exporter Makefile, target package-build: the exporter's own version.
+    ("dcgm_exporter", "x86_64"): "dcgm_exporter-linux-x86-64-4.0.4.tar.gz",
+    ("dcgm_exporter", "aarch64"): "dcgm_exporter-linux-sbsa-4.0.4.tar.gz",
     ("dcgm_exporter", "armv7l"): None,
     ("dcgm_exporter", "armv6l"): None,
     ("dcgm_exporter", "i686"): None,
@@ -92,6 +93,44 @@ def test_asset_names_follow_upstream(name, machine):
         return
     rel = catalog.release(exporter, VERSIONS[name], machine, "https://mirror.example")
     assert rel.asset == expected
+
+
+# nginx-prometheus-exporter per release (nginx/nginx-prometheus-exporter at the tags
+# named): the Makefile's `release` target up to v0.8.0 (amd64 and i386 only, named
+# nginx-prometheus-exporter-<version>-linux-<arch>.tar.gz); .goreleaser.yml from v0.9.0
+# (386, amd64, arm v5/v6/v7, arm64, ppc64le, mips64le, s390x); v1.4.0 added mips64,
+# ppc64 and riscv64.
+@pytest.mark.parametrize(
+    ("version", "machine", "asset"),
+    [
+        ("0.8.0", "x86_64", "nginx-prometheus-exporter-0.8.0-linux-amd64.tar.gz"),
+        ("0.8.0", "i686", "nginx-prometheus-exporter-0.8.0-linux-i386.tar.gz"),
+        ("0.8.0", "aarch64", None),
+        ("0.9.0", "aarch64", "nginx-prometheus-exporter_0.9.0_linux_arm64.tar.gz"),
+        ("0.11.0", "armv7l", "nginx-prometheus-exporter_0.11.0_linux_armv7.tar.gz"),
+        ("0.11.0", "riscv64", None),
+        ("1.3.0", "riscv64", None),
+        ("1.3.0", "ppc64", None),
+        ("1.3.0", "s390x", "nginx-prometheus-exporter_1.3.0_linux_s390x.tar.gz"),
+        ("1.4.0", "riscv64", "nginx-prometheus-exporter_1.4.0_linux_riscv64.tar.gz"),
+        ("1.4.0", "ppc64", "nginx-prometheus-exporter_1.4.0_linux_ppc64.tar.gz"),
+    ],
+)
+def test_nginx_exporter_architectures_per_release(version, machine, asset):
+    exporter = catalog.CATALOG["nginx_exporter"]
+    if asset is None:
+        with pytest.raises(ValueError, match=f"{version} publishes no build for CPU architecture"):
+            catalog.release(exporter, version, machine, None)
+        return
+    rel = catalog.release(exporter, version, machine, None)
+    assert rel.asset == asset
+    assert rel.member == "nginx-prometheus-exporter"
+    assert rel.asset_url.endswith(f"/releases/download/v{version}/{asset}")
+
+
+def test_nginx_exporter_before_its_first_release_archives_is_refused():
+    with pytest.raises(ValueError, match=r"predates release archives .*from 0\.4\.0 on"):
+        catalog.release(catalog.CATALOG["nginx_exporter"], "0.3.0", "x86_64", None)
 
 
 @pytest.mark.parametrize(
@@ -216,21 +255,49 @@ def test_sha256_file(tmp_path):
 
 
 # Compatibility -------------------------------------------------------------------------
+# Expected from postgres_exporter's README, "CI Tested PostgreSQL versions", read at each
+# tag v0.9.0 .. v0.20.1 (written out here, not computed from the catalog): 9.4-9.6 up to
+# v0.12.1; 10 up to v0.14.0; 11-12 up to v0.18.1; 14 from v0.11.0, 15 from v0.12.0,
+# 16 from v0.15.0, 17 from v0.17.0, 18 from v0.19.0.
 @pytest.mark.parametrize(
-    ("exporter", "major", "warnings"),
+    ("exporter", "major", "warning"),
     [
-        ("0.11.1", 15, 0),
-        ("0.14.0", 15, 0),
-        ("0.14.0", 16, 1),
-        ("0.15.0", 16, 0),
-        ("0.17.0", 17, 0),
-        ("0.18.1", 18, 1),
-        ("0.19.0", 18, 0),
-        ("0.19.0", 19, 1),
+        ("0.11.1", "9.6", None),
+        ("0.11.1", 9.4, None),
+        ("0.12.1", "9.5", None),
+        ("0.13.0", "9.6", "tested with postgres_exporter up to 0.12.1"),
+        ("0.17.1", "9.4", "tested with postgres_exporter up to 0.12.1"),
+        ("0.14.0", 10, None),
+        ("0.15.0", 10, "up to 0.14.0"),
+        ("0.18.1", 11, None),
+        ("0.18.1", 12, None),
+        ("0.19.0", 11, "up to 0.18.1"),
+        ("0.20.1", 12, "up to 0.18.1"),
+        ("0.11.1", 14, None),
+        ("0.10.1", 14, "from 0.11.0 on"),
+        ("0.11.1", 15, "from 0.12.0 on"),
+        ("0.14.0", 15, None),
+        ("0.14.0", 16, "from 0.15.0 on"),
+        ("0.15.0", 16, None),
+        ("0.17.0", 17, None),
+        ("0.18.1", 18, "from 0.19.0 on"),
+        ("0.19.0", 18, None),
+        ("0.19.0", 19, "newer than any major"),
     ],
 )
-def test_postgres_pairs_that_work(exporter, major, warnings):
-    assert len(catalog.postgres_compatibility(exporter, major)) == warnings
+def test_postgres_pairs_that_work(exporter, major, warning):
+    warnings = catalog.postgres_compatibility(exporter, major)
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert warning in warnings[0]
+        assert "untested" in warnings[0] or "newer than any major" in warnings[0]
+
+
+def test_the_release_known_good_with_old_postgres_is_named():
+    (warning,) = catalog.postgres_compatibility("0.15.0", "9.6")
+    assert "0.11.1 is known good with it" in warning
 
 
 @pytest.mark.parametrize(("exporter", "major"), [("0.16.0", 17), ("0.11.1", 17), ("0.16.0", 18)])
@@ -239,6 +306,18 @@ def test_postgres_known_bad_pairs_are_refused_naming_a_good_version(exporter, ma
         catalog.postgres_compatibility(exporter, major)
     assert f"postgres_exporter {exporter} does not work with PostgreSQL {major}" in str(err.value)
     assert "Use postgres_exporter 0.17.0 or newer" in str(err.value)
+
+
+@pytest.mark.parametrize("major", ["9.3", 9.0, "8.4"])
+def test_postgres_before_9_4_is_refused(major):
+    with pytest.raises(catalog.CompatibilityError, match=r"needs 9\.4 or newer"):
+        catalog.postgres_compatibility("0.11.1", major)
+
+
+@pytest.mark.parametrize("major", ["9", 9, "9.7", "10.2", "15.0", True, "x", 100])
+def test_postgres_majors_are_written_as_postgresql_names_them(major):
+    with pytest.raises(catalog.CompatibilityError, match="major"):
+        catalog.postgres_compatibility("0.11.1", major)
 
 
 def test_dcgm_pairs():
