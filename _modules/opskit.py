@@ -128,8 +128,11 @@ def settings(formula: str, data) -> dict:
     if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
         raise CommandExecutionError(f"{formula!r} is not a formula name")
     module = _settings_module(formula)
+    # Where the pillar key differs from the formula's name (thumbnail-server reads
+    # thumbnail_server), messages name the pillar key.
+    root = getattr(module, "PILLAR_ROOT", formula)
     try:
-        result = opskit_schema.validate(module.SCHEMA, data, root=formula)
+        result = opskit_schema.validate(module.SCHEMA, data, root=root)
         check = getattr(module, "check", None)
         if check is not None:
             problems = opskit_schema.Problems()
@@ -139,7 +142,7 @@ def settings(formula: str, data) -> dict:
                     (path, "", message)
                 )
             if problems:
-                raise opskit_schema.SettingsError(formula, problems.items)
+                raise opskit_schema.SettingsError(root, problems.items)
     except opskit_schema.SettingsError as err:
         raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {err}") from err
     return result
