@@ -43,7 +43,7 @@ except ImportError:  # installed with pip
 
 __virtualname__ = "thumbnail_server"
 
-ROOT = schema.PILLAR_ROOT
+ROOT = schema.ROOT
 HIDDEN = opskit_redact.MASK
 HIDDEN_CHANGED = f"{opskit_redact.MASK} (changed)"
 

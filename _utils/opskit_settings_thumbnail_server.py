@@ -32,8 +32,9 @@ except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_formats
     from saltext.opskit.utils import opskit_schema as s
 
-# The pillar key the formula reads (the formula's name has a dash, pillar keys do not).
-PILLAR_ROOT = "thumbnail_server"
+# The pillar key the formula reads, the root of every key path in messages and in the
+# docs' option table (the formula's name has a dash, the pillar key does not).
+ROOT = "thumbnail_server"
 UPSTREAM_PORT = 8088
 MIN_JWT_KEY = 32
 
@@ -423,7 +424,7 @@ def check_private(secrets: dict, env: dict, storage_type: str, mode: str):
         required += ["s3_key_id", "s3_secret_key"]
     for key, variable in SECRETS.items():
         value = (secrets or {}).get(key)
-        path = f"{PILLAR_ROOT}:secrets:{key}"
+        path = f"{ROOT}:secrets:{key}"
         if value in (None, ""):
             if key in required:
                 why = " with storage type s3" if key.startswith("s3_") else ""
@@ -433,7 +434,7 @@ def check_private(secrets: dict, env: dict, storage_type: str, mode: str):
         if problem:
             yield path, f"cannot be written to the env file: it {problem}"
     for name, value in sorted((env or {}).items()):
-        path = f"{PILLAR_ROOT}:env:{name}"
+        path = f"{ROOT}:env:{name}"
         if name in SECRETS.values():
             yield path, "is a secret: put it under thumbnail_server:secrets"
         elif name in MANAGED_ENV:
@@ -447,7 +448,7 @@ def check_private(secrets: dict, env: dict, storage_type: str, mode: str):
 
 def check(settings):
     """Rules across keys (the schema checked each value on its own)."""
-    root, mode = PILLAR_ROOT, settings["mode"]
+    root, mode = ROOT, settings["mode"]
     original, limit = settings["image_original_size_limit"], settings["memory_limit"]
     if original >= limit:
         yield (

@@ -41,7 +41,6 @@ class Table:
     module: pathlib.Path
     page: pathlib.Path
     markdown: str
-    root: str = ""  # the pillar key (PILLAR_ROOT where it differs from the formula name)
 
 
 def _import_utils(repo: pathlib.Path, name: str):
@@ -67,9 +66,11 @@ def tables(repo: pathlib.Path = REPO) -> list[Table]:
         module = _import_utils(repo, path.stem)
         if not hasattr(module, "SCHEMA"):
             raise SystemExit(f"{path}: has no SCHEMA, so no option table can be made from it")
-        root = getattr(module, "PILLAR_ROOT", formula)
-        markdown = schema_lib.markdown_table(module.SCHEMA, root)
-        found.append(Table(formula, path, repo / "docs" / f"{formula}.md", markdown, root))
+        # ROOT: the key path prefix of the messages (top-level pillar keys have none);
+        # DOCS_PAGE: the page, when the keys are documented with another formula's.
+        markdown = schema_lib.markdown_table(module.SCHEMA, getattr(module, "ROOT", formula))
+        page = getattr(module, "DOCS_PAGE", formula)
+        found.append(Table(formula, path, repo / "docs" / f"{page}.md", markdown))
     return found
 
 
@@ -90,7 +91,7 @@ def updated_page(text: str, table: Table) -> str:
         section = (
             f"## Option reference: `{table.formula}` settings\n\n"
             f"Generated from the settings schema `_utils/{table.module.name}`, which checks "
-            f"pillar `{table.root or table.formula}` when the formula renders.\n\n"
+            f"pillar `{table.formula}` when the formula renders.\n\n"
         )
         return text.rstrip("\n") + "\n\n" + section + _block(table) + "\n"
     stop = text.find(end, start)

@@ -46,7 +46,7 @@ def _config(**pillar):
 
 def _settings(config):
     """What opskit.settings does: the schema, then the cross-field check."""
-    settings = opskit_schema.validate(schema.SCHEMA, config, schema.PILLAR_ROOT)
+    settings = opskit_schema.validate(schema.SCHEMA, config, schema.ROOT)
     found = [(p[0], p[-1]) for p in schema.check(settings)]
     if found:
         raise AssertionError(found)
@@ -59,7 +59,7 @@ def _plan(config, tuning=None, minion="thumb-01"):
 
 def _problems(config) -> list[str]:
     try:
-        settings = opskit_schema.validate(schema.SCHEMA, config, schema.PILLAR_ROOT)
+        settings = opskit_schema.validate(schema.SCHEMA, config, schema.ROOT)
     except opskit_schema.SettingsError as err:
         return [
             f"{path}{' = ' + shown if shown else ''}: {msg}" for path, shown, msg in err.problems
