@@ -279,13 +279,16 @@ def _image_batch(minion, tag: str, count: int) -> list[str]:
     return [f"/thumbnail/{REPO_ID}/256/{tag}-{i}.png" for i in range(count)]
 
 
-def _after_own_memory_check(minion, pid) -> float:
-    """Wait until the service's own memory check (at start-up and every 60 s after, as
-    upstream's thumbnail_task_manager.py) has just run; return time.monotonic()."""
+def _window_before_own_memory_check(minion, pid) -> float:
+    """The service's own memory check runs at start-up and every 60 s after (as
+    upstream's thumbnail_task_manager.py). Wait, if need be, until at least 30 s remain
+    before the next one; return the time.monotonic() 5 s before it."""
     age = int(minion.run(["ps", "-o", "etimes=", "-p", str(pid)]).stdout)
-    if age % 60 > 10:
-        time.sleep(60 - age % 60 + 1)
-    return time.monotonic()
+    left = 60 - age % 60
+    if left < 30:
+        time.sleep(left + 1)
+        left = 59
+    return time.monotonic() + left - 5
 
 
 def _get_quietly(ip):
@@ -322,6 +325,10 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
     assert minion.read_file(f"/etc/systemd/system/{UNIT}") == unit_before
 
     try:
+        # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200 MB);
+        # together they exceed the 256 MiB the service may use. Made before the apply, so
+        # that the load can start while the restarted service is young (see below).
+        batches = [_image_batch(minion, f"round{n}", 4) for n in range(2)]
         result, summary = _apply(lab, low)
         assert summary.succeeded, summary
         before = _service(minion)
@@ -330,14 +337,11 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
         cgroups = minion.read_file(f"/proc/{before['pid']}/cgroup").splitlines()
         assert "4:memory:/" in cgroups or any(c.endswith(":memory:/") for c in cgroups), cgroups
 
-        # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200 MB);
-        # together they exceed the 256 MiB the service may use.
-        batches = [_image_batch(minion, f"round{n}", 4) for n in range(2)]
         # The stand-in also checks its own memory, once a minute from its start, as
         # upstream's app does (THUMBNAIL_MEMORY_LIMIT); the guard samples every second.
-        # Start the load just after the stand-in's check, so that what restarts the
-        # service within the next 40 s is the guard.
-        deadline = _after_own_memory_check(minion, before["pid"]) + 40
+        # The load runs between two of the stand-in's checks, so that what restarts the
+        # service is the guard.
+        deadline = _window_before_own_memory_check(minion, before["pid"])
         own_exits = minion.read_file(STANDIN_LOG).count("exiting for restart")
         rounds = 0
         while _service(minion)["restarts"] == before["restarts"] and time.monotonic() < deadline:
