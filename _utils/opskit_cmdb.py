@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import pathlib
 import re
@@ -923,26 +925,46 @@ class DiskCache:
         return requested_at > self.invalidated_at(record["minion_id"])
 
     # Webhook replay guard ----------------------------------------------------------------
-    def claim_webhook(self, signature: str, max_age: float) -> bool:
-        """Record a webhook signature; False if it was seen before (a replay).
+    @contextlib.contextmanager
+    def webhook_once(self, signature: str, max_age: float):
+        """Act on the webhook with ``signature`` at most once; yields ``record()``.
 
-        Creating the file with O_EXCL makes the check-and-record atomic across
-        processes. Records older than twice ``max_age`` are pruned: anything that old
-        is refused by its timestamp anyway.
+        Inside the block the caller holds an exclusive lock for this signature (an
+        ``flock``, released by the kernel even if the process dies), so a concurrent
+        delivery of the same webhook is refused. A signature counts as processed only
+        once the caller calls ``record()``, after the hook's effect was published: if
+        acting on it fails, the CMDB's redelivery is acted on instead of being refused
+        as a replay. Raises WebhookRejected for a recorded or concurrent signature.
+        Records older than twice ``max_age`` are pruned: anything that old is refused
+        by its timestamp anyway.
         """
-        now = time.time()
         directory = _private_dir(self.root / "webhooks", self.root)
+        now = time.time()
         for old in directory.iterdir():
             with contextlib.suppress(OSError):
                 if now - old.stat().st_mtime > 2 * max_age:
                     old.unlink()
-        path = directory / hashlib.sha256(signature.encode()).hexdigest()
+        done = directory / hashlib.sha256(signature.encode()).hexdigest()
+        lock = os.open(f"{done}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        return True
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WebhookRejected(
+                    "this exact webhook is being processed by another delivery right now: "
+                    "refused as a replay"
+                ) from None
+            if done.exists():
+                raise WebhookRejected(
+                    "this exact webhook was already processed: refused as a replay"
+                )
+
+            def record() -> None:
+                os.close(os.open(done, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+            yield record
+        finally:
+            os.close(lock)
 
 
 # The ext_pillar ------------------------------------------------------------------------
@@ -1051,6 +1073,8 @@ def configured_entries(opts) -> list[tuple[int, dict]]:
 SIGNATURE_HEADER = "X-CMDB-Signature"
 WEBHOOK_EVENTS = ("asset.updated", "asset.deleted")
 DEFAULT_WEBHOOK_MAX_AGE = 300
+DEFAULT_WEBHOOK_MAX_BYTES = 64 * 1024
+MAX_WEBHOOK_MAX_BYTES = 1024 * 1024
 
 
 def sign_webhook(secret: bytes, body: bytes) -> str:
@@ -1058,22 +1082,58 @@ def sign_webhook(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify_webhook(body, headers, secret: bytes, max_age: float, now: float | None = None):
-    """Check a CMDB webhook; return ``(payload, signature)`` or raise WebhookRejected.
+def check_webhook_size(body, max_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES) -> bytes:
+    """``body`` as bytes if it is at most ``max_bytes`` long, else raise WebhookRejected.
 
-    ``body`` is the raw request body as salt-api passed it on (``data['body']`` of the
-    ``salt/netapi/hook/...`` event); the signature covers exactly those bytes. The
-    payload must be a JSON object with ``event`` (asset.updated or asset.deleted),
-    ``minion_id`` and ``timestamp`` (Unix seconds, within ``max_age`` of now).
+    A str longer than ``max_bytes`` characters is refused before it is encoded: each
+    character is at least one byte.
     """
-    now = time.time() if now is None else now
     if isinstance(body, str):
+        if len(body) > max_bytes:
+            raise _oversize(len(body), max_bytes, "characters")
         body = body.encode("utf-8")
     if not isinstance(body, bytes) or not body:
         raise WebhookRejected("the webhook has no body")
+    if len(body) > max_bytes:
+        raise _oversize(len(body), max_bytes, "bytes")
+    return body
+
+
+def _oversize(size: int, max_bytes: int, unit: str) -> WebhookRejected:
+    return WebhookRejected(
+        f"the webhook body is {size} {unit} long, more than `cmdb_webhook:max_body_bytes` "
+        f"({max_bytes} bytes): refused before checking its signature. CMDB change "
+        "notifications are small; raise the limit only if yours really are that large"
+    )
+
+
+def _no_json_constants(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def verify_webhook(
+    body,
+    headers,
+    secret: bytes,
+    max_age: float,
+    *,
+    now: float | None = None,
+    max_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES,
+):
+    """Check a CMDB webhook; return ``(payload, signature)`` or raise WebhookRejected.
+
+    ``body`` is the raw request body as salt-api passed it on (``data['body']`` of the
+    ``salt/netapi/hook/...`` event); the signature covers exactly those bytes. Bodies
+    over ``max_bytes`` are refused first, before the HMAC or JSON parser sees them. The
+    payload must be a JSON object (no NaN/Infinity) with ``event`` (asset.updated or
+    asset.deleted), ``minion_id`` and ``timestamp`` (finite Unix seconds, within
+    ``max_age`` of now).
+    """
+    now = time.time() if now is None else now
+    body = check_webhook_size(body, max_bytes)
     signature = _check_signature(body, headers, secret)
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_no_json_constants)
     except ValueError as err:
         raise WebhookRejected(f"the signed webhook body is not JSON: {err}") from None
     if not isinstance(payload, dict):
@@ -1083,12 +1143,10 @@ def verify_webhook(body, headers, secret: bytes, max_age: float, now: float | No
             f"the webhook's event {payload.get('event')!r} is not one of "
             f"{', '.join(WEBHOOK_EVENTS)}"
         )
-    stamp = payload.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
-        raise WebhookRejected("the webhook has no numeric `timestamp`")
-    if abs(now - stamp) > max_age:
+    skew = _timestamp_skew(payload.get("timestamp"), now)
+    if abs(skew) > max_age:
         raise WebhookRejected(
-            f"the webhook's timestamp is {now - stamp:.0f}s away from the master's clock, "
+            f"the webhook's timestamp is {skew:.0f}s away from the master's clock, "
             f"more than {max_age:g}s: refused as a possible replay (check both clocks)"
         )
     try:
@@ -1096,6 +1154,22 @@ def verify_webhook(body, headers, secret: bytes, max_age: float, now: float | No
     except CmdbConfigError as err:
         raise WebhookRejected(f"the webhook names an unusable minion id: {err}") from None
     return payload, signature
+
+
+def _timestamp_skew(stamp, now: float) -> float:
+    """``now - stamp`` for a finite numeric ``stamp``; raise WebhookRejected otherwise."""
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+        raise WebhookRejected("the webhook has no numeric `timestamp`")
+    try:
+        skew = now - float(stamp)
+    except OverflowError:
+        skew = math.inf
+    if not math.isfinite(skew):
+        raise WebhookRejected(
+            f"the webhook's `timestamp` {str(stamp)[:40]!r} is not a finite number of Unix "
+            "seconds: refused as a possible replay"
+        )
+    return skew
 
 
 def _check_signature(body: bytes, headers, secret: bytes) -> str:

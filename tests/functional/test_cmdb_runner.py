@@ -246,6 +246,17 @@ def hook_event(minion_id="db-01.lab", secret=WEBHOOK_SECRET, **overrides):
     return body, headers
 
 
+def nan_hook_event():
+    """A correctly signed hook whose timestamp is NaN (which compares False with
+    everything, so a plain `abs(now - ts) > max_age` check lets it through)."""
+    body = json.dumps(
+        {"event": "asset.updated", "minion_id": "db-01.lab", "timestamp": float("nan")}
+    )
+    assert '"timestamp": NaN' in body
+    signature = opskit_cmdb.sign_webhook(WEBHOOK_SECRET.encode(), body.encode())
+    return body, {"X-Cmdb-Signature": signature}
+
+
 def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
     accept(opts, "db-01.lab")
     body, headers = hook_event()
@@ -266,8 +277,10 @@ def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
         (lambda: hook_event(secret="guessed"), "does not match"),
         (lambda: hook_event(timestamp=int(time.time()) - 3600), "possible replay"),
         (lambda: hook_event(minion_id="intruder.lab"), "not an accepted key"),
+        (nan_hook_event, "not valid JSON"),
+        (lambda: hook_event(padding="x" * 70_000), "more than `cmdb_webhook:max_body_bytes`"),
     ],
-    ids=["unsigned", "bad-signature", "old", "unknown-minion"],
+    ids=["unsigned", "bad-signature", "old", "unknown-minion", "nan-timestamp", "oversize"],
 )
 def test_rejected_hooks_change_nothing_and_are_logged(runners, opts, caplog, make, reason):
     accept(opts, "db-01.lab")
@@ -290,6 +303,46 @@ def test_a_replayed_hook_is_refused(runners, opts):
     runners["cmdb.hook"](body=body, headers=headers)
     with pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"):
         runners["cmdb.hook"](body=body, headers=headers)
+
+
+def test_a_failed_publish_leaves_the_hook_unprocessed_so_a_redelivery_works(opts, context, caplog):
+    """No salt-master runs in this tier, so publishing the refresh/apply really fails
+    (as it does when the master's publisher is down or overloaded). The CMDB redelivers
+    the same webhook: it must be acted on again, not refused as a replay."""
+    accept(opts, "db-01.lab")
+    opts["cmdb_webhook"]["apply"] = "highstate"
+    opts["cmdb_webhook"]["refresh_timeout"] = 2
+    opts["timeout"] = 2
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    body, headers = hook_event()
+    caplog.set_level(logging.ERROR)
+    for _ in range(2):
+        with pytest.raises(Exception, match="could not be acted on") as err:
+            runners["cmdb.hook"](body=body, headers=headers, tag="salt/netapi/hook/cmdb")
+        assert "already processed" not in str(err.value)
+        assert "a redelivery of the same webhook will be acted on" in str(err.value)
+        assert "minion 'db-01.lab'" in str(err.value)
+    assert caplog.text.count("could not be acted on") == 2
+    # Once acting on it succeeds (here: apply switched off), it is recorded...
+    opts["cmdb_webhook"]["apply"] = False
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    assert runners["cmdb.hook"](body=body, headers=headers)["invalidated"] is True
+    # ... and only now is a further delivery a replay.
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"):
+        runners["cmdb.hook"](body=body, headers=headers)
+
+
+def test_webhook_body_limit_is_configurable_and_checked(opts, context):
+    accept(opts, "db-01.lab")
+    opts["cmdb_webhook"]["max_body_bytes"] = 10
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    body, headers = hook_event()
+    with pytest.raises(Exception, match="`cmdb_webhook:max_body_bytes` must be a whole number"):
+        runners["cmdb.hook"](body=body, headers=headers)
+    opts["cmdb_webhook"]["max_body_bytes"] = 1024
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    with pytest.raises(opskit_cmdb.WebhookRejected, match=r"\(1024 bytes\)"):
+        runners["cmdb.hook"](body=body + " " * 1024, headers=headers)
 
 
 def test_without_webhook_configuration_every_hook_is_refused(opts, context):

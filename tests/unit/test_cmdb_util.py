@@ -235,11 +235,69 @@ def test_an_altered_body_no_longer_matches_its_signature():
         opskit_cmdb.verify_webhook(altered, headers, SECRET, 300, now=NOW)
 
 
-def test_replay_guard_accepts_a_signature_once(tmp_path):
+@pytest.mark.parametrize(
+    "stamp", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" + "0" * 400]
+)
+def test_non_finite_timestamps_are_refused(stamp):
+    """NaN compared with anything is False: `abs(now - nan) > max_age` let it through."""
+    raw = json.dumps(payload(timestamp=0)).replace('"timestamp": 0', f'"timestamp": {stamp}')
+    body = raw.encode()
+    headers = {"X-Cmdb-Signature": opskit_cmdb.sign_webhook(SECRET, body)}
+    with pytest.raises(opskit_cmdb.WebhookRejected) as err:
+        opskit_cmdb.verify_webhook(body, headers, SECRET, 300, now=NOW)
+    message = str(err.value)
+    assert "not valid JSON" in message or "not a finite number" in message
+
+
+def test_oversize_bodies_are_refused_before_the_signature_is_checked():
+    body, headers = signed(payload(padding="x" * 2000))
+    with pytest.raises(opskit_cmdb.WebhookRejected) as err:
+        opskit_cmdb.verify_webhook(body, headers, SECRET, 300, now=NOW, max_bytes=1024)
+    assert f"is {len(body)} bytes long" in str(err.value)
+    assert "`cmdb_webhook:max_body_bytes` (1024 bytes)" in str(err.value)
+    # ... the same for a str, refused on its length before it is even encoded,
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="characters long"):
+        opskit_cmdb.verify_webhook("x" * 70_000, {}, SECRET, 300, now=NOW)
+    # ... and unsigned garbage says "too large", not "not signed": size comes first.
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="max_body_bytes"):
+        opskit_cmdb.verify_webhook(b"x" * 70_000, {}, SECRET, 300, now=NOW)
+    # At the limit it is accepted.
+    body, headers = signed(payload())
+    got, _ = opskit_cmdb.verify_webhook(body, headers, SECRET, 300, now=NOW, max_bytes=len(body))
+    assert got["minion_id"] == "web-01.lab"
+
+
+SIG_A, SIG_B = "sha256=" + "a" * 64, "sha256=" + "b" * 64
+
+
+def test_replay_guard_counts_a_signature_only_once_recorded(tmp_path):
     cache = opskit_cmdb.DiskCache(tmp_path)
-    assert cache.claim_webhook("sha256=" + "a" * 64, 300) is True
-    assert cache.claim_webhook("sha256=" + "a" * 64, 300) is False
-    assert cache.claim_webhook("sha256=" + "b" * 64, 300) is True
+    with cache.webhook_once(SIG_A, 300) as record:
+        record()
+    with (
+        pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"),
+        cache.webhook_once(SIG_A, 300),
+    ):
+        pass
+    # Acting on B fails: B is not recorded, its redelivery goes through.
+    with pytest.raises(RuntimeError), cache.webhook_once(SIG_B, 300):
+        raise RuntimeError("publish failed")
+    with cache.webhook_once(SIG_B, 300) as record:
+        record()
     guard = tmp_path / "opskit-cmdb" / "webhooks"
-    assert sorted(oct(p.stat().st_mode & 0o777) for p in guard.iterdir()) == ["0o600", "0o600"]
+    assert {oct(p.stat().st_mode & 0o777) for p in guard.iterdir()} == {"0o600"}
     assert oct(guard.stat().st_mode & 0o777) == "0o700"
+
+
+def test_replay_guard_refuses_a_concurrent_delivery(tmp_path):
+    cache = opskit_cmdb.DiskCache(tmp_path)
+    # A second delivery (another open file description, as in another thread or
+    # process of the master) while the first is being acted on.
+    with (
+        cache.webhook_once(SIG_A, 300),
+        pytest.raises(opskit_cmdb.WebhookRejected, match="being processed"),
+        cache.webhook_once(SIG_A, 300),
+    ):
+        pass
+    with cache.webhook_once(SIG_A, 300) as record:  # the first one ended unrecorded
+        record()
