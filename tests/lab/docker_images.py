@@ -80,7 +80,10 @@ THUMBNAIL = ImageRecipe(
 ANUBIS = ImageRecipe(
     tag=f"ghcr.io/techarohq/anubis:v{anubis_artifacts.VERSION}",
     recipe="anubis",
-    extra=(("anubis", anubis_artifacts.STANDIN, 0o755),),
+    extra=(
+        ("anubis", anubis_artifacts.STANDIN, 0o755),
+        *((path.name, path, 0o644) for path in anubis_artifacts.RULE_MODULES),
+    ),
 )
 IMAGES = (THUMBNAIL, ANUBIS)
 

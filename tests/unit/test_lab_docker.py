@@ -141,6 +141,11 @@ def test_image_contexts_hold_the_stand_ins():
     }
     assert thumbnail["start.sh"][1] == 0o755
     anubis = docker_images.ANUBIS.context_files()
-    assert set(anubis) == {"Dockerfile", "anubis"}
+    assert set(anubis) == {
+        "Dockerfile",
+        "anubis",
+        "opskit_goregexp.py",
+        "opskit_anubis_policy.py",
+    }
     assert anubis["anubis"][1] == 0o755
     assert anubis["anubis"][0].startswith(b"#!/usr/bin/python3")
