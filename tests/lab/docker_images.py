@@ -4,7 +4,7 @@ The images hold opskit's STAND-INS (``tests/lab/docker/README.md``) under upstre
 names, so the formulas' image settings apply as they are:
 
 1. a Debian 12 root file system (the lab's minion image without Salt, plus Pillow,
-   PyYAML, nginx and the time zones) is built on the host and cached as a tar file
+   PyYAML, nginx, the time zones and poppler-utils) is built on the host and cached as a tar file
    (``ensure_rootfs``);
 2. in a Docker minion, ``docker import`` turns it into a base image, and
    ``docker build`` (``tests/lab/docker/<image>/Dockerfile``, the stand-in's source
@@ -40,7 +40,7 @@ from tests.lab.procs import file_lock
 HERE = pathlib.Path(__file__).parent
 RECIPES = HERE / "docker"
 # Added to the lab image (which has python3, ca-certificates and procps already).
-ROOTFS_PACKAGES = ("python3-pil", "python3-yaml", "nginx-light", "tzdata")
+ROOTFS_PACKAGES = ("python3-pil", "python3-yaml", "nginx-light", "tzdata", "poppler-utils")
 # Left out of the containers' root file system: Salt, and what no container needs.
 ROOTFS_EXCLUDE = (
     "opt/saltstack",
@@ -75,7 +75,10 @@ class ImageRecipe:
 THUMBNAIL = ImageRecipe(
     tag=f"seafileltd/thumbnail-server:{thumbnail_artifacts.VERSION}",
     recipe="thumbnail-server",
-    extra=(("main.py", thumbnail_artifacts.STANDIN, 0o644),),
+    extra=(
+        ("main.py", thumbnail_artifacts.STANDIN, 0o644),
+        ("seafobj.py", thumbnail_artifacts.SEAFOBJ, 0o644),
+    ),
 )
 ANUBIS = ImageRecipe(
     tag=f"ghcr.io/techarohq/anubis:v{anubis_artifacts.VERSION}",

@@ -138,6 +138,7 @@ def test_image_contexts_hold_the_stand_ins():
         "default.conf",
         "start.sh",
         "main.py",
+        "seafobj.py",
     }
     assert thumbnail["start.sh"][1] == 0o755
     anubis = docker_images.ANUBIS.context_files()

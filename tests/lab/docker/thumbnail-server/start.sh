@@ -17,7 +17,9 @@ mkdir -p /shared/seafile/conf /shared/seafile/seahub-data/thumbnail /shared/seaf
 [ -e /shared/seafile/conf/seafile.conf ] || touch /shared/seafile/conf/seafile.conf
 ln -sfn /shared/seafile/* /opt/seafile
 
-# thumbnail-runit.sh: the service's environment and working directory.
+# thumbnail-runit.sh: the service's environment and working directory (its PYTHONPATH
+# also names Ubuntu's python3.12 directories, which Debian's python3 searches anyway).
+export PYTHONPATH=/opt/seafile/seafile/lib/python3/site-packages/
 export SEAFILE_CONF_DIR=/opt/seafile/seafile-data
 export SEAFILE_CENTRAL_CONF_DIR=/opt/seafile/conf
 export CONF_DIR=/opt/seafile/conf
