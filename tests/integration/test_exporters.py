@@ -62,6 +62,15 @@ def apply(lab, minion_id: str, sls: str, pillar: dict, test: bool = False) -> di
     return {state["__id__"]: state for state in ret.values()}
 
 
+def render_error(lab, minion_id: str, sls: str, pillar: dict, test: bool = False) -> str:
+    """state.apply that must fail to render: the error text (nothing ran)."""
+    args = [sls, f"pillar={json.dumps(pillar)}"] + (["test=True"] if test else [])
+    result = lab.salt(minion_id, "state.apply", *args, timeout=600)
+    ret = (result.data or {}).get(minion_id)
+    assert isinstance(ret, list), f"expected a render error from {sls}, got {ret!r}"
+    return "\n".join(ret)
+
+
 def failures(states: dict) -> dict:
     return {sid: s["comment"] for sid, s in states.items() if s["result"] is False}
 
@@ -187,6 +196,14 @@ def test_secrets_stay_in_private_files(synced, database):
     uid = sh(lab, DB, "id -u postgres_exporter").strip()
     assert re.search(rf"^-r-------- 1 {uid} .* postgres-client\.key$", creds, re.MULTILINE)
 
+    # The formula renders no secret into state arguments: exporter.installed gets the
+    # pillar keys to read them from on the minion.
+    shown = lab.salt(DB, "state.show_sls", "exporters", f"pillar={json.dumps(record(DB))}")
+    rendered = json.dumps(shown.data)
+    assert "exporters-install-redis_exporter-installed" in rendered, shown
+    assert '"secrets_from": ["exporters:defaults", "exporters:redis_exporter"]' in rendered
+    assert all(secret not in rendered for secret in SECRETS)
+
     # test=True with a changed password reports the file by variable name only.
     pillar = record(DB)
     pillar["exporters"]["redis_exporter"]["redis"]["password"] = "a-new-Secret-value"
@@ -283,17 +300,18 @@ def test_tampered_archive_is_refused_and_the_running_version_keeps_serving(synce
 
 
 def test_postgres_exporter_refuses_a_known_bad_postgres_pair(synced, database):
-    """postgres_exporter 0.11.1 against PostgreSQL 17 is refused before anything is
-    written, naming the first good version, in test mode too."""
+    """postgres_exporter 0.11.1 against PostgreSQL 17 is refused when the formula renders,
+    before any state runs, naming the first good version, in test mode too."""
     lab = synced
     pillar = record(DB)
     pillar["exporters"]["postgres_exporter"]["postgres"]["server_major"] = 17
+    unit = sh(lab, DB, "cat /etc/systemd/system/postgres_exporter.service")
     for test in (True, False):
-        states = apply(lab, DB, "exporters", pillar, test=test)
-        comment = failures(states)["exporters-install-pillar-validated"]
-        assert "PostgreSQL 17" in comment, comment
-        assert "0.17.0 or newer" in comment, comment
-        assert changed(states) == []
+        error = render_error(lab, DB, "exporters", pillar, test=test)
+        assert "invalid exporters pillar" in error, error
+        assert "PostgreSQL 17" in error, error
+        assert "0.17.0 or newer" in error, error
+    assert sh(lab, DB, "cat /etc/systemd/system/postgres_exporter.service") == unit
     assert re.search(r"^pg_up 1$", scrape(lab, DB, 9187), re.MULTILINE)
 
 
@@ -430,11 +448,10 @@ def _dcgm_refusals(lab):
     }
     start_clean(lab, THUMB)
     before = sh(lab, THUMB, SNAPSHOT)
-    states = apply(lab, THUMB, "exporters", mismatched)
-    comment = failures(states)["exporters-install-pillar-validated"]
-    assert "built for DCGM 4.1.1" in comment, comment
-    assert "DCGM 4.2.3" in comment, comment
-    assert not [sid for sid in changed(states) if "-install-" in sid]
+    error = render_error(lab, THUMB, "exporters", mismatched)
+    assert "built for DCGM 4.1.1" in error, error
+    assert "DCGM 4.2.3" in error, error
+    assert sh(lab, THUMB, SNAPSHOT) == before
 
     repo = {"keyring_source": "http://lab-host:18081/nvidia/cuda.pub", "keyring_sha256": "1" * 64}
     valid = {

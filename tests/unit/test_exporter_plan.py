@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 import stat
 
+import opskit_exporter_host as host
 import opskit_exporter_plan as plan
+import opskit_exporter_templates as templates
 import pytest
+
+from tests.conftest import REPO
+
+RENDERER = templates.Renderer(templates.file_loader(REPO / "salt/exporters/files/default"))
 
 REDIS_PASSWORD = "r3dis-Pa$$word%"
 PG_PASSWORD = "pg/pass@word"
@@ -15,7 +21,7 @@ BCRYPT = "$2y$10$" + "b" * 53
 
 
 def build(name, **options):
-    return plan.build(name, options, "x86_64")
+    return plan.build(name, options, "x86_64", RENDERER)
 
 
 def redis_tls():
@@ -240,7 +246,9 @@ def test_bad_options_are_refused_with_the_exporter_and_option_named(name, option
 def test_redis_exporter_on_an_arm_core_it_has_no_build_for():
     with pytest.raises(ValueError, match="no build for CPU architecture 'armv6l'"):
         plan.build("redis_exporter", {"version": "1.67.0"}, "armv6l")
-    desired = plan.build("redis_exporter", {"version": "1.67.0", "source": "package"}, "armv6l")
+    desired = plan.build(
+        "redis_exporter", {"version": "1.67.0", "source": "package"}, "armv6l", RENDERER
+    )
     assert desired.source == "package"
 
 
@@ -250,12 +258,12 @@ def test_write_file_is_private_from_the_start_and_owned_as_asked(tmp_path):
     target = tmp_path / "etc" / "env"
     uid = 65534 if os.geteuid() == 0 else os.geteuid()  # nobody, when we may chown
     gid = 65534 if os.geteuid() == 0 else os.getegid()
-    plan.write_file(str(target), "SECRET=1\n", 0o600, uid, gid)
+    host.write_file(str(target), "SECRET=1\n", 0o600, uid, gid)
     info = target.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert (info.st_uid, info.st_gid) == (uid, gid)
     inode = info.st_ino
-    plan.write_file(str(target), "SECRET=2\n", 0o640, uid, gid)
+    host.write_file(str(target), "SECRET=2\n", 0o640, uid, gid)
     assert target.read_text() == "SECRET=2\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert target.stat().st_ino != inode
@@ -266,6 +274,6 @@ def test_write_file_leaves_nothing_when_it_fails(tmp_path):
     target = tmp_path / "env"
     target.write_text("OLD=1\n")
     with pytest.raises(TypeError):
-        plan.write_file(str(target), object(), 0o600, os.geteuid(), os.getegid())
+        host.write_file(str(target), object(), 0o600, os.geteuid(), os.getegid())
     assert target.read_text() == "OLD=1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]

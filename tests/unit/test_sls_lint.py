@@ -39,8 +39,6 @@ PENDING = {
     "salt/anubis/package/init.sls": ("anubis", 13),
     "salt/anubis/service/init.sls": ("anubis", 14),
     "salt/anubis/sites/init.sls": ("anubis", 1),
-    "salt/exporters/install/clean.sls": ("exporters", 2),
-    "salt/exporters/install/init.sls": ("exporters", 6),
     "salt/exporters/mine/clean.sls": ("monitoring", 2),
     "salt/exporters/mine/init.sls": ("monitoring", 4),
     "salt/thumbnail-server/clean.sls": ("thumbnail", 19),
