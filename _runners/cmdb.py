@@ -29,9 +29,15 @@ from salt.exceptions import SaltInvocationError
 
 try:
     import opskit_cmdb  # synced from file_roots, or module_dirs
+    import opskit_cmdb_cache
+    import opskit_cmdb_client
+    import opskit_cmdb_webhook
     import opskit_redact
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_cmdb
+    from saltext.opskit.utils import opskit_cmdb_cache
+    from saltext.opskit.utils import opskit_cmdb_client
+    from saltext.opskit.utils import opskit_cmdb_webhook
     from saltext.opskit.utils import opskit_redact
 
 __virtualname__ = "cmdb"
@@ -110,7 +116,7 @@ def fetch(minion_id, entry=None):
     result = {}
     for position, config in _entries(entry):
         parsed = opskit_cmdb.entry_from_config(config)
-        answer = opskit_cmdb.Client(parsed, __opts__).get(minion_id)
+        answer = opskit_cmdb_client.Client(parsed, __opts__).get(minion_id)
         url = opskit_cmdb.safe_url(parsed.record_url(minion_id))
         if answer.status == "missing":
             if parsed.missing == "error":
@@ -148,7 +154,7 @@ def invalidate(minion_id):
         salt-run cmdb.invalidate '*'
     """
     target = None if minion_id == "*" else opskit_cmdb.check_minion_id(str(minion_id))
-    stamp = opskit_cmdb.DiskCache(__opts__["cachedir"]).invalidate(target)
+    stamp = opskit_cmdb_cache.DiskCache(__opts__["cachedir"]).invalidate(target)
     log.info("cmdb: invalidated cached pillar of %s", minion_id)
     return {"invalidated": str(minion_id), "at": stamp}
 
@@ -304,7 +310,7 @@ def _check_http(entry, probe) -> str:
     once = dataclasses.replace(entry, retries=0)
     started = time.monotonic()
     try:
-        answer = opskit_cmdb.Client(once, __opts__).get(probe)
+        answer = opskit_cmdb_client.Client(once, __opts__).get(probe)
     except (opskit_cmdb.CmdbError, opskit_cmdb.CmdbConfigError) as err:
         raise _CheckFailed(str(err)) from None
     took = f"{1000 * (time.monotonic() - started):.0f} ms"
@@ -356,18 +362,18 @@ def _webhook_config() -> _WebhookConfig:
         raise SaltInvocationError(
             "`cmdb_webhook:apply` must be highstate, false, or a list of SLS names"
         )
-    max_age = conf.get("max_age", opskit_cmdb.DEFAULT_WEBHOOK_MAX_AGE)
+    max_age = conf.get("max_age", opskit_cmdb_webhook.DEFAULT_WEBHOOK_MAX_AGE)
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
         raise SaltInvocationError("`cmdb_webhook:max_age` must be a positive number of seconds")
-    max_body_bytes = conf.get("max_body_bytes", opskit_cmdb.DEFAULT_WEBHOOK_MAX_BYTES)
+    max_body_bytes = conf.get("max_body_bytes", opskit_cmdb_webhook.DEFAULT_WEBHOOK_MAX_BYTES)
     if (
         isinstance(max_body_bytes, bool)
         or not isinstance(max_body_bytes, int)
-        or not 1024 <= max_body_bytes <= opskit_cmdb.MAX_WEBHOOK_MAX_BYTES
+        or not 1024 <= max_body_bytes <= opskit_cmdb_webhook.MAX_WEBHOOK_MAX_BYTES
     ):
         raise SaltInvocationError(
             "`cmdb_webhook:max_body_bytes` must be a whole number of bytes between 1024 "
-            f"and {opskit_cmdb.MAX_WEBHOOK_MAX_BYTES}, got {max_body_bytes!r}"
+            f"and {opskit_cmdb_webhook.MAX_WEBHOOK_MAX_BYTES}, got {max_body_bytes!r}"
         )
     return _WebhookConfig(
         secret=secret.encode("utf-8"),
@@ -412,7 +418,7 @@ def hook(body=None, headers=None, tag=None):
     source = f" ({', '.join(origin)})" if origin else ""
     try:
         conf = _webhook_config()
-        payload, signature = opskit_cmdb.verify_webhook(
+        payload, signature = opskit_cmdb_webhook.verify_webhook(
             body, headers, conf.secret, conf.max_age, max_bytes=conf.max_body_bytes
         )
         minion_id = payload["minion_id"]
@@ -421,7 +427,7 @@ def hook(body=None, headers=None, tag=None):
                 f"the webhook names minion {minion_id!r}, which is not an accepted key on "
                 "this master"
             )
-        cache = opskit_cmdb.DiskCache(__opts__["cachedir"])
+        cache = opskit_cmdb_cache.DiskCache(__opts__["cachedir"])
         with cache.webhook_once(signature, conf.max_age) as record:
             result = _act(cache, payload, conf, source)
             record()

@@ -92,11 +92,13 @@ def write_atomic(
     *,
     makedirs: bool = False,
     dir_mode: int = 0o755,
+    durable: bool = True,
 ) -> bool:
     """Write ``content`` (str as UTF-8, or bytes) to ``path`` atomically with ``mode``
     and, when given, ``user``/``group`` (names or ids). Returns False when the file
     was already exactly so, True when it was written. Raises OSError (naming the path)
-    or LookupError (unknown user/group)."""
+    or LookupError (unknown user/group). ``durable=False`` skips the fsyncs (still
+    atomic, but a crash may lose the write): for caches written on a hot path."""
     data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
     uid, gid = _uid(user), _gid(group)
     if not needs_write(path, data, mode, uid, gid):
@@ -115,7 +117,8 @@ def write_atomic(
             fd = -1
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
         tmp = None
     finally:
@@ -124,6 +127,8 @@ def write_atomic(
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    if not durable:
+        return True
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

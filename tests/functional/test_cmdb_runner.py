@@ -10,6 +10,8 @@ import socket
 import time
 
 import opskit_cmdb
+import opskit_cmdb_cache
+import opskit_cmdb_webhook
 import pytest
 import salt.loader
 from opskit_redact import MASK
@@ -213,7 +215,7 @@ def test_check_reports_a_broken_entry_and_goes_on(opts, entry_conf, context):
 
 # cmdb.invalidate -------------------------------------------------------------------------
 def test_invalidate_writes_markers_other_processes_read(runners, opts):
-    cache = opskit_cmdb.DiskCache(opts["cachedir"])
+    cache = opskit_cmdb_cache.DiskCache(opts["cachedir"])
     before = time.time()
     assert runners["cmdb.invalidate"]("db-01.lab")["invalidated"] == "db-01.lab"
     assert cache.invalidated_at("db-01.lab") >= before
@@ -241,7 +243,7 @@ def hook_event(minion_id="db-01.lab", secret=WEBHOOK_SECRET, **overrides):
     # Header names as CherryPy hands them over (title-cased).
     headers = {
         "Content-Type": "application/json",
-        "X-Cmdb-Signature": opskit_cmdb.sign_webhook(secret.encode(), body.encode()),
+        "X-Cmdb-Signature": opskit_cmdb_webhook.sign_webhook(secret.encode(), body.encode()),
     }
     return body, headers
 
@@ -253,7 +255,7 @@ def nan_hook_event():
         {"event": "asset.updated", "minion_id": "db-01.lab", "timestamp": float("nan")}
     )
     assert '"timestamp": NaN' in body
-    signature = opskit_cmdb.sign_webhook(WEBHOOK_SECRET.encode(), body.encode())
+    signature = opskit_cmdb_webhook.sign_webhook(WEBHOOK_SECRET.encode(), body.encode())
     return body, {"X-Cmdb-Signature": signature}
 
 
@@ -267,7 +269,7 @@ def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
         "revision": 7,
         "invalidated": True,
     }
-    assert opskit_cmdb.DiskCache(opts["cachedir"]).invalidated_at("db-01.lab") > 0
+    assert opskit_cmdb_cache.DiskCache(opts["cachedir"]).invalidated_at("db-01.lab") > 0
 
 
 @pytest.mark.parametrize(
@@ -288,7 +290,7 @@ def test_rejected_hooks_change_nothing_and_are_logged(runners, opts, caplog, mak
     caplog.set_level(logging.WARNING)
     with pytest.raises(opskit_cmdb.WebhookRejected, match=reason):
         runners["cmdb.hook"](body=body, headers=headers, tag="salt/netapi/hook/cmdb")
-    cache = opskit_cmdb.DiskCache(opts["cachedir"])
+    cache = opskit_cmdb_cache.DiskCache(opts["cachedir"])
     assert cache.invalidated_at("db-01.lab") == 0
     assert cache.invalidated_at("intruder.lab") == 0
     [record] = [r for r in caplog.records if "rejected a CMDB webhook" in r.getMessage()]

@@ -173,7 +173,7 @@ def mirror_sources() -> tuple[pathlib.Path, ...]:
         anubis_artifacts.STANDIN,
         *anubis_artifacts.RULE_MODULES,  # shipped inside the stand-in's packages
         pathlib.Path(thumbnail_artifacts.__file__),
-        thumbnail_artifacts.STANDIN,
+        *thumbnail_artifacts.SOURCES,
     )
 
 

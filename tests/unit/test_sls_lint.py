@@ -34,8 +34,6 @@ MACROS = {
 
 # Not yet converted: file -> (owner area, offences when listed). Shrinks only.
 PENDING = {
-    "salt/common/clean.sls": ("foundation", 1),
-    "salt/common/config/init.sls": ("foundation", 3),
     "salt/exporters/install/clean.sls": ("exporters", 2),
     "salt/exporters/install/init.sls": ("exporters", 6),
     "salt/exporters/mine/clean.sls": ("monitoring", 2),
@@ -45,11 +43,6 @@ PENDING = {
     "salt/thumbnail-server/package/init.sls": ("thumbnail", 9),
     "salt/thumbnail-server/service/init.sls": ("thumbnail", 18),
     "salt/thumbnail-server/sites/init.sls": ("thumbnail", 1),
-    "salt/top.sls": ("foundation", 2),
-    "salt/tuning/jemalloc/clean.sls": ("foundation", 4),
-    "salt/tuning/jemalloc/init.sls": ("foundation", 9),
-    "salt/tuning/vm/clean.sls": ("foundation", 2),
-    "salt/tuning/vm/init.sls": ("foundation", 4),
 }
 
 _COMMENT_RE = re.compile(r"\{#.*?#\}", re.DOTALL)
