@@ -165,7 +165,7 @@ def policy_file_data(inst: dict, state_dir: str) -> dict:
     StateDirectory (persistent, and the one place its dynamic user can write)."""
     policy = copy.deepcopy(inst["policy"])
     store = policy.setdefault("store", {"backend": "bbolt"})
-    if store.get("backend") == "bbolt":
+    if isinstance(store, dict) and store.get("backend") == "bbolt":
         params = store.setdefault("parameters", {})
         params.setdefault("path", f"{state_dir}/anubis.bdb")
     return policy

@@ -404,7 +404,10 @@ def _store_problems(policy, where, state_dir):
     store = policy.get("store")
     if store is None:
         return
-    backend = store.get("backend") if isinstance(store, dict) else None
+    if not isinstance(store, dict):
+        yield f"{where}:store", store, "must be a mapping with backend (bbolt or memory)"
+        return
+    backend = store.get("backend")
     if backend not in STORES:
         yield (
             f"{where}:store:backend",

@@ -89,6 +89,8 @@ HOSTILE = {
     "key_dir with ..": (("key_dir",), "/etc/anubis/../../root"),
     "release version with a newline": (("release", "version"), "1.27.0\n"),
     "base_url with a quote": (("release", "base_url"), "https://x/'; id; '"),
+    # a value where the policy has a mapping once crashed the check (fuzz tier)
+    "policy store as text": (("instances", "a", "policy"), {"store": "x;y"}),
     "policy rule name with a line break": (
         ("instances", "a", "policy"),
         {"bots": [{"name": "x\nINJECT", "user_agent_regex": "x", "action": "DENY"}]},
