@@ -106,6 +106,28 @@ def _settings_module(formula: str):
             sys.path.remove(utils_dir)
 
 
+def _validated(formula: str, data):
+    """(normalised settings, None) or (None, SettingsError)."""
+    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
+        raise CommandExecutionError(f"{formula!r} is not a formula name")
+    module = _settings_module(formula)
+    root = getattr(module, "ROOT", formula)
+    try:
+        result = opskit_schema.validate(module.SCHEMA, data, root=root)
+    except opskit_schema.SettingsError as err:
+        return None, err
+    problems = opskit_schema.Problems()
+    for problem in getattr(module, "check", lambda _settings: ())(result) or ():
+        path, *value, message = problem
+        if value:
+            problems.add(path, value[0], message)
+        else:
+            problems.items.append((path, "", message))
+    if problems:
+        return None, opskit_schema.SettingsError(root, problems.items)
+    return result, None
+
+
 def settings(formula: str, data) -> dict:
     """
     Validate a formula's merged settings (defaults, OS map, pillar) against its schema
@@ -115,9 +137,10 @@ def settings(formula: str, data) -> dict:
     fails with that message before any state is compiled.
 
     The schema lives in ``_utils/opskit_settings_<formula>.py`` (``-`` written as
-    ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``) and optionally
+    ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``), optionally
+    ``ROOT`` (the key path prefix in messages, default the formula name) and
     ``check(settings)`` for rules across keys, which returns (or yields)
-    ``(key_path, message)`` pairs for what is wrong.
+    ``(key_path, message)`` or ``(key_path, value, message)`` for what is wrong.
 
     CLI Example:
 
@@ -125,21 +148,29 @@ def settings(formula: str, data) -> dict:
 
         salt '*' opskit.settings tuning "$(salt-call --out=json pillar.get tuning)"
     """
-    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
-        raise CommandExecutionError(f"{formula!r} is not a formula name")
-    module = _settings_module(formula)
-    try:
-        result = opskit_schema.validate(module.SCHEMA, data, root=formula)
-        check = getattr(module, "check", None)
-        if check is not None:
-            problems = opskit_schema.Problems()
-            for problem in check(result) or ():
-                path, *value, message = problem
-                problems.add(path, value[0], message) if value else problems.items.append(
-                    (path, "", message)
-                )
-            if problems:
-                raise opskit_schema.SettingsError(formula, problems.items)
-    except opskit_schema.SettingsError as err:
-        raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {err}") from err
+    result, error = _validated(formula, data)
+    if error is not None:
+        raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {error}") from error
     return result
+
+
+def check(formula: str, data) -> list:
+    """
+    Return what is wrong with a formula's settings, one line per problem
+    (``key:path = value: what to do``), or an empty list; never raises for invalid
+    settings. For people checking a CMDB record before rolling it out, and for the top
+    file, which must not fail to render (Salt hides top file errors in the log).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' opskit.check tuning "$(salt-call --out=json pillar.get tuning)"
+    """
+    _, error = _validated(formula, data)
+    if error is None:
+        return []
+    return [
+        f"{path}{' = ' + shown if shown else ''}: {message}"
+        for path, shown, message in error.problems
+    ]

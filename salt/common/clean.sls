@@ -4,4 +4,4 @@
 
 common-clean-roles-file-absent:
   file.absent:
-    - name: {{ common.roles_file }}
+    - name: {{ common.roles_file | json }}
