@@ -6,7 +6,9 @@ A (key, value) pair passes when the render is refused with a message naming the 
 or when it compiles to the same state IDs and functions as the unmodified pillar and
 no generated text (state arguments, file contents, templates rendered by
 ``file.managed``) carries a control, format or line-separator character the
-unmodified pillar did not produce, nor the hostile value's line breaks. The nginx and
+unmodified pillar did not produce, nor the hostile value's line breaks, and no string a
+shell parses (``unless``, ``onlyif``, ``check_cmd``, a ``cmd`` state's command) carries
+the hostile value. The nginx and
 systemd files produced are checked afterwards with ``nginx -t`` and
 ``systemd-analyze verify`` (identical outputs once).
 
@@ -238,12 +240,29 @@ def _memoise_salt():
         fetched, fetch = {}, getattr(cls, name)
 
         def once(self, *args, _fetch=fetch, _fetched=fetched, **kwargs):
-            key = (args, tuple(sorted(kwargs.items())))
+            # Per file_roots: the engine's self-test renders fixture trees too.
+            roots = repr(self.opts.get("file_roots"))
+            key = (roots, args, tuple(sorted(kwargs.items())))
             if key not in _fetched:
                 _fetched[key] = _fetch(self, *args, **kwargs)
             return _fetched[key]
 
         setattr(cls, name, once)
+
+    # The host's listening sockets (anubis checks its listen addresses against them at
+    # render time): psutil walks every process's fds, about 2 s on a busy host, and the
+    # answer is the same for every case of a run.
+    import opskit_net
+
+    sockets, listening = {}, opskit_net.listening_sockets
+
+    def listening_once(*args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in sockets:
+            sockets[key] = listening(*args, **kwargs)
+        return copy.deepcopy(sockets[key])
+
+    opskit_net.listening_sockets = listening_once
 
 
 class Renderer:
@@ -406,6 +425,27 @@ def _strings(value):
             yield from _strings(item)
 
 
+# State arguments a shell (or shlex) reads: a pillar value must never be part of them
+# (issue 11, "No shell strings from pillar"); argv lists are data and are not checked.
+SHELL_ARGS = ("unless", "onlyif", "check_cmd")
+CMD_SHELL_ARGS = ("name", "args")
+
+
+def shell_strings(chunks) -> dict[str, str]:
+    """Every string a shell would parse in the compiled states, keyed by where."""
+    found = {}
+    for chunk in chunks:
+        where = f"{chunk['__id__']}|{chunk['state']}.{chunk['fun']}"
+        names = SHELL_ARGS + (CMD_SHELL_ARGS if chunk["state"] == "cmd" else ())
+        for key in names:
+            value = chunk.get(key)
+            items = value if isinstance(value, list) and key in SHELL_ARGS else [value]
+            for i, item in enumerate(items):
+                if isinstance(item, str):
+                    found[f"{where}|{key}|{i}"] = item
+    return found
+
+
 def refused_chars(text: str) -> set[str]:
     return {c for c in text if c != "\n" and unicodedata.category(c) in _REFUSED}
 
@@ -443,7 +483,8 @@ def validated_files(renderer: Renderer, chunks) -> dict[str, tuple[str, str]]:
 @dataclasses.dataclass
 class Outcome:
     case: Case
-    verdict: str  # refused | same | unclear-refusal | changed-states | leaked | baseline-failed
+    # refused | same | unclear-refusal | changed-states | leaked | shell | baseline-failed
+    verdict: str
     detail: str = ""
     files: dict = dataclasses.field(default_factory=dict)
 
@@ -453,7 +494,7 @@ def _product(sls: list[str]) -> list[str]:
     return [s for s in sls if (REPO / "salt" / s.split(".")[0]).is_dir()]
 
 
-def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:  # noqa: PLR0911
+def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:
     pillar = mutate(source.pillar, case)
     renderer.set_pillar(pillar, source.minion_id)
     root = str(case.path[0])
@@ -495,14 +536,23 @@ def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads)
         extra = sorted(set(have) - set(want))[:3]
         missing = sorted(set(want) - set(have))[:3]
         return Outcome(case, "changed-states", f"new: {extra} gone: {missing}")
-    hostile = corpus.VALUES[case.label] if case.kind == "value" else corpus.KEYS[case.label]
     allowed = baseline["chars"](tuple(sls), inert_root)
+    return _inert(case, renderer, chunks, base_chunks, allowed)
+
+
+def _inert(case: Case, renderer: Renderer, chunks, base_chunks, allowed: set) -> Outcome:
+    """The verdict on a render that compiled to the baseline's states."""
+    hostile = corpus.VALUES[case.label] if case.kind == "value" else corpus.KEYS[case.label]
     for where, text in outputs(renderer, chunks).items():
         bad = refused_chars(text) - allowed
         if bad:
             return Outcome(case, "leaked", f"{where}: {sorted(map(repr, bad))} in {_short(text)}")
         if "\n" in hostile and hostile in text:
             return Outcome(case, "leaked", f"{where}: the value's line break in {_short(text)}")
+    known = set(shell_strings(base_chunks).values())
+    for where, text in shell_strings(chunks).items():
+        if hostile in text and text not in known:
+            return Outcome(case, "shell", f"{where}: the pillar value in {_short(text)}")
     return Outcome(case, "same", files=validated_files(renderer, chunks))
 
 

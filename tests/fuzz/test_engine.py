@@ -24,6 +24,13 @@ fixture-raw-file:
     - name: /tmp/opskit-fuzz-fixture
     - contents: {{ pillar.get("raw", {}).get("comment", "") | json }}
 """
+# Quoted as data (the SLS lint passes it), but the value lands in a shell command.
+SHELL = """\
+fixture-shell:
+  file.managed:
+    - name: /tmp/opskit-fuzz-fixture
+    - unless: {{ ("test -e /srv/" ~ pillar.get("shell", {}).get("dir", "x")) | json }}
+"""
 SAFE = """\
 {%- set settings = salt["opskit.settings"]("top", salt["pillar.get"]("safe", {})) %}
 {%- for sls in settings.extra_sls %}
@@ -47,6 +54,7 @@ def renderer(tmp_path_factory):
     (tree / "raw.sls").write_text(RAW)
     (tree / "safe.sls").write_text(SAFE)
     (tree / "top_reader.sls").write_text(TOP_READER)
+    (tree / "shell.sls").write_text(SHELL)
     return engine.Renderer(file_roots=[str(tree)])
 
 
@@ -78,6 +86,14 @@ def test_raw_interpolation_is_reported_as_injection(renderer):
     assert renamed.verdict == "changed-states", renamed
     leaked = _judge(renderer, source, (("raw", "comment"), "value", "cr"), reads)
     assert leaked.verdict in ("leaked", "unclear-refusal"), leaked
+
+
+def test_a_pillar_value_in_a_shell_string_is_reported(renderer):
+    source = engine.Source("fixture:shell", "m", {"shell": {"dir": "a"}}, ("shell",))
+    reads = {"shell": {"shell"}}
+    for label in ("command-subst", "semicolon", "backtick"):
+        outcome = _judge(renderer, source, (("shell", "dir"), "value", label), reads)
+        assert outcome.verdict == "shell", outcome
 
 
 def test_schema_refusals_name_the_key(renderer):
