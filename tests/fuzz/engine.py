@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import logging
 import os
 import pathlib
 import re
@@ -44,6 +45,16 @@ _REF_RE = re.compile(
     re.MULTILINE,
 )
 _REFUSED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+_TOP_MATCH_RE = re.compile(r"""^\s*['"]?([A-Za-z0-9_-]+):[^\n]*\n\s*-\s*match:\s*pillar""", re.M)
+
+
+def top_roots() -> set[str]:
+    """The pillar roots salt/top.sls reads or matches on (must equal TOP_ROOTS: the
+    engine reuses the top file's matches for every other root)."""
+    text = (REPO / "salt" / "top.sls").read_text(encoding="utf-8")
+    return set(_READ_RE.findall(text)) | set(_TOP_MATCH_RE.findall(text))
 
 
 def formulas() -> list[str]:
@@ -495,14 +506,18 @@ def _product(sls: list[str]) -> list[str]:
 
 
 def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:
-    pillar = mutate(source.pillar, case)
-    renderer.set_pillar(pillar, source.minion_id)
     root = str(case.path[0])
     # A hostile top-level key is just an unknown pillar key: compare with no such root.
     inert_root = root if case.kind == "key" and len(case.path) == 1 else None
     top = None
+    if source.sls is None and root not in TOP_ROOTS:
+        # The top file reads only TOP_ROOTS: its matches are the unmodified pillar's
+        # (computed once; before the mutated pillar is set, as it sets its own).
+        top = baseline["top"](None)
+    pillar = mutate(source.pillar, case)
+    renderer.set_pillar(pillar, source.minion_id)
     if source.sls is None:
-        top = renderer.top_sls()
+        top = top if top is not None else renderer.top_sls()
         sls = _product(top)
         if root not in TOP_ROOTS:  # only what reads the root, plus what the top added
             sls = [
@@ -568,6 +583,10 @@ _WORKER: dict = {}
 
 
 def _worker_init():
+    # Verdicts come from the render's return value, never from logs: a worker forked
+    # from pytest (log_level DEBUG) would otherwise format and capture every debug
+    # record Salt's loader and renderers emit, for each of thousands of renders.
+    logging.disable(logging.CRITICAL)
     _WORKER["renderer"] = Renderer()
     _WORKER["reads"] = pillar_reads()
     _WORKER["baselines"] = {}
@@ -628,6 +647,11 @@ def run_batch(batch: list[Case]) -> list[Outcome]:
 def baseline_problems(names: list[str]) -> list[str]:
     """Sources whose unmodified pillar does not render (the fuzz would mean nothing)."""
     problems = []
+    if top_roots() != set(TOP_ROOTS):
+        problems.append(
+            f"salt/top.sls reads pillar {sorted(top_roots())}, the engine's TOP_ROOTS "
+            f"are {sorted(TOP_ROOTS)}: update TOP_ROOTS in tests/fuzz/engine.py"
+        )
     for name in names:
         source = _WORKER["sources"][name]
         baseline = _baseline(source)
