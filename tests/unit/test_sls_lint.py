@@ -41,11 +41,6 @@ PENDING = {
     "salt/anubis/sites/init.sls": ("anubis", 1),
     "salt/exporters/mine/clean.sls": ("monitoring", 2),
     "salt/exporters/mine/init.sls": ("monitoring", 4),
-    "salt/thumbnail-server/clean.sls": ("thumbnail", 19),
-    "salt/thumbnail-server/config/init.sls": ("thumbnail", 20),
-    "salt/thumbnail-server/package/init.sls": ("thumbnail", 9),
-    "salt/thumbnail-server/service/init.sls": ("thumbnail", 18),
-    "salt/thumbnail-server/sites/init.sls": ("thumbnail", 1),
 }
 
 _COMMENT_RE = re.compile(r"\{#.*?#\}", re.DOTALL)
