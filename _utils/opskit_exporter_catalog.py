@@ -27,8 +27,8 @@ except ImportError:  # installed with pip
 # ---------------------------------------------------------------------------------------
 # Versions
 # ---------------------------------------------------------------------------------------
-SEMVER_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)\Z")
-DCGM_PAIR_RE = re.compile(r"(\d+\.\d+\.\d+)-(\d+\.\d+\.\d+)\Z")
+SEMVER_RE = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)\Z")
+DCGM_PAIR_RE = re.compile(r"([0-9]+\.[0-9]+\.[0-9]+)-([0-9]+\.[0-9]+\.[0-9]+)\Z")
 FLAG_STYLES = ("kingpin", "goflag", "urfave")
 
 
@@ -424,7 +424,7 @@ def release(
 # ---------------------------------------------------------------------------------------
 # Compatibility: postgres_exporter and PostgreSQL, dcgm-exporter and DCGM
 # ---------------------------------------------------------------------------------------
-PG_MAJOR_RE = re.compile(r"(9\.[0-6]|8\.[0-4]|7\.[0-4]|6\.[0-5]|[1-9]\d)\Z")
+PG_MAJOR_RE = re.compile(r"(9\.[0-6]|8\.[0-4]|7\.[0-4]|6\.[0-5]|[1-9][0-9])\Z")
 
 
 def postgres_major(value) -> str:

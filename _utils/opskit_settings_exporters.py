@@ -19,11 +19,16 @@ from pillar on the minion (:data:`SECRET_OPTIONS`, derived from the schema).
 
 from __future__ import annotations
 
+# The plan imports this module too (a cycle that is fine: neither uses the other's
+# names at import time). It is imported here, not inside check(): opskit.settings puts
+# the synced _utils directory on sys.path only while it imports this module.
 try:
     import opskit_exporter_catalog as catalog  # synced from file_roots, or module_dirs
+    import opskit_exporter_plan as plan
     import opskit_schema as s
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_catalog as catalog
+    from saltext.opskit.utils import opskit_exporter_plan as plan
     from saltext.opskit.utils import opskit_schema as s
 
 SEMVER = r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}"
@@ -333,11 +338,6 @@ def validate_options(name: str, options: dict) -> dict:
 def check(settings: dict):
     """Rules across options, per listed exporter (no host facts: those are checked on
     the minion when the exporter is installed)."""
-    try:
-        import opskit_exporter_plan as plan  # synced from file_roots, or module_dirs
-    except ImportError:  # installed with pip
-        from saltext.opskit.utils import opskit_exporter_plan as plan
-
     for name in catalog.CATALOG:
         options = settings.get(name)
         if not options or options.get("ensure") == "absent":
