@@ -63,6 +63,11 @@ def _flag_value(**kw):
     return s.OneOf(scalar, s.List(scalar, max_items=64), nullable=True, **kw)
 
 
+def _files(*names: str, **more) -> s.Map:
+    """An optional block of optional file paths (certificates, keys), plus ``more``."""
+    return s.Map({**{name: s.Path(nullable=True) for name in names}, **more}, nullable=True)
+
+
 def _common(exporter: catalog.Exporter) -> dict:
     version = (
         rf"{SEMVER}-{SEMVER}" if exporter.version_kind == "dcgm_pair" else SEMVER,
@@ -115,14 +120,7 @@ def _common(exporter: catalog.Exporter) -> dict:
                     nullable=True,
                     placeholder="<user>",
                 ),
-                "tls": s.Map(
-                    {
-                        "cert": s.Path(nullable=True),
-                        "key": s.Path(nullable=True),
-                        "client_ca": s.Path(nullable=True),
-                    },
-                    nullable=True,
-                ),
+                "tls": _files("cert", "key", "client_ca"),
             },
             nullable=True,
             doc="TLS and basic auth for /metrics",
@@ -144,15 +142,7 @@ def _redis() -> s.Type:
             ),
             "user": s.Str(NAME, hint="a Redis ACL user name", nullable=True),
             "password": s.Secret(max_len=1024, nullable=True),
-            "tls": s.Map(
-                {
-                    "ca": s.Path(nullable=True),
-                    "cert": s.Path(nullable=True),
-                    "key": s.Path(nullable=True),
-                    "skip_verify": s.Bool(default=False),
-                },
-                nullable=True,
-            ),
+            "tls": _files("ca", "cert", "key", skip_verify=s.Bool(default=False)),
         },
         nullable=True,
         doc="redis: addr, user, password, tls",
