@@ -284,8 +284,22 @@ SCHEMA = s.Map(
             default={},
             doc="version installed when an archive install names none",
         ),
-        # The mine's settings belong to the monitoring formula's mechanism.
-        "mine": s.Map({}, extra=True, default={}, doc="publishing scrape targets"),
+        "mine": s.Map(
+            {
+                "enabled": s.Bool(default=True, doc="publish scrape targets to the mine"),
+                "function": s.Str(
+                    r"[A-Za-z_][A-Za-z0-9_]{0,63}",
+                    hint="a mine function name",
+                    default="exporter_targets",
+                ),
+                "config_file": s.Path(
+                    default="/etc/salt/minion.d/opskit-exporters-mine.conf",
+                    doc="minion configuration declaring the mine function",
+                ),
+            },
+            default={},
+            doc="publishing scrape targets",
+        ),
         "nginx_package": s.Str(PACKAGE, hint="a package name", nullable=True),
         "tofs": s.Map(
             {

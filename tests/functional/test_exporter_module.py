@@ -249,3 +249,18 @@ def test_scrape_uri_credentials_stay_out_of_state_arguments(modules):
     rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
     assert "exporters-install-nginx_exporter-installed" in rendered
     assert "scrape-pw" not in str(rendered)
+
+
+def test_a_hostile_mine_function_name_compiles_no_state(modules):
+    """The mine SLS printed exporters:mine:function raw into a state argument and a
+    minion configuration file: a newline there started new YAML. It is validated with
+    the rest of the mapping now, and rendered only through |json."""
+    pillar = {
+        "exporters": {
+            "node_exporter": {"version": "1.5.0"},
+            "mine": {"function": "exporter_targets\nmaster: attacker.example"},
+        }
+    }
+    error = _render_error(modules, pillar)
+    assert "exporters:mine:function = 'exporter_targets\\nmaster: attacker.example'" in error
+    assert "contains a line feed" in error
