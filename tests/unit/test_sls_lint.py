@@ -34,11 +34,6 @@ MACROS = {
 
 # Not yet converted: file -> (owner area, offences when listed). Shrinks only.
 PENDING = {
-    "salt/anubis/clean.sls": ("anubis", 15),
-    "salt/anubis/config/init.sls": ("anubis", 15),
-    "salt/anubis/package/init.sls": ("anubis", 13),
-    "salt/anubis/service/init.sls": ("anubis", 14),
-    "salt/anubis/sites/init.sls": ("anubis", 1),
     "salt/exporters/mine/clean.sls": ("monitoring", 2),
     "salt/exporters/mine/init.sls": ("monitoring", 4),
 }

@@ -4,41 +4,41 @@
       if anubis.release.method == "deb" else {"file": "anubis-package-unit-file-symlink"} %}
 {%- if anubis.instances %}
 include:
-  - {{ tplroot }}.config
+  - {{ (tplroot ~ ".config") | json }}
 {%-   for inst in anubis.instances %}
 
 # Restarted when its settings, key, drop-in or the package change (Anubis has no reload).
-anubis-service-running-{{ inst.name }}-service-running:
+{{ ("anubis-service-running-" ~ inst.name ~ "-service-running") | json }}:
   service.running:
-    - name: {{ inst.unit }}
+    - name: {{ inst.unit | json }}
     - enable: true
     - require:
       - {{ package_state | json }}
     - watch:
       - {{ package_state | json }}
-      - file: anubis-config-env-{{ inst.name }}-file-managed
-      - file: anubis-config-policy-{{ inst.name }}-file-serialize
-      - anubis: anubis-config-key-{{ inst.name }}-anubis-key_managed
-      - file: anubis-config-dropin-{{ inst.name }}-file-managed
+      - {{ {"anubis": "anubis-config-env-" ~ inst.name ~ "-anubis-env_managed"} | json }}
+      - {{ {"file": "anubis-config-policy-" ~ inst.name ~ "-file-serialize"} | json }}
+      - {{ {"anubis": "anubis-config-key-" ~ inst.name ~ "-anubis-key_managed"} | json }}
+      - {{ {"file": "anubis-config-dropin-" ~ inst.name ~ "-file-managed"} | json }}
 
 # Upstream's metrics listener answers /healthz with 200 "OK" once the instance serves.
-anubis-service-healthz-{{ inst.name }}-anubis-healthy:
+{{ ("anubis-service-healthz-" ~ inst.name ~ "-anubis-healthy") | json }}:
   anubis.healthy:
-    - name: {{ inst.unit }}
-    - url: {{ inst.health_url }}
-    - timeout: {{ anubis.health_timeout }}
+    - name: {{ inst.unit | json }}
+    - url: {{ inst.health_url | json }}
+    - timeout: {{ anubis.health_timeout | json }}
     - require:
-      - service: anubis-service-running-{{ inst.name }}-service-running
+      - {{ {"service": "anubis-service-running-" ~ inst.name ~ "-service-running"} | json }}
 {%-   endfor %}
 
 # The monitoring host reads the targets with mine.get (key anubis_targets by default).
 anubis-service-mine-targets-anubis-mine_published:
   anubis.mine_published:
-    - name: {{ anubis.mine_name }}
+    - name: {{ anubis.mine_name | json }}
     - targets: {{ anubis.targets | json }}
     - require:
       - file: anubis-config-registry-file-serialize
 {%-   for inst in anubis.instances %}
-      - anubis: anubis-service-healthz-{{ inst.name }}-anubis-healthy
+      - {{ {"anubis": "anubis-service-healthz-" ~ inst.name ~ "-anubis-healthy"} | json }}
 {%-   endfor %}
 {%- endif %}
