@@ -4,11 +4,11 @@
 
 exporters-mine-clean-config-file-absent:
   file.absent:
-    - name: {{ exporters.mine.config_file }}
+    - name: {{ exporters.mine.config_file | json }}
 
 exporters-mine-clean-targets-deleted:
   module.run:
     - mine.delete:
-      - {{ exporters.mine.function }}
+      - {{ exporters.mine.function | json }}
     - onchanges:
       - file: exporters-mine-clean-config-file-absent

@@ -8,21 +8,21 @@
 
 exporters-mine-config-file-managed:
   file.managed:
-    - name: {{ exporters.mine.config_file }}
+    - name: {{ exporters.mine.config_file | json }}
     - mode: "0644"
     - makedirs: true
     - contents: |
         # Managed by opskit's exporters formula: publish exporter scrape targets.
         mine_functions:
-          {{ exporters.mine.function }}:
+          {{ exporters.mine.function | json }}:
             mine_function: exporter.targets
 
 exporters-mine-targets-sent:
   module.run:
     - mine.send:
-      - {{ exporters.mine.function }}
+      - {{ exporters.mine.function | json }}
       - mine_function: exporter.targets
     - onchanges:
       - file: exporters-mine-config-file-managed
-      - sls: {{ tplroot }}.install
+      - sls: {{ (tplroot ~ ".install") | json }}
 {%- endif %}
