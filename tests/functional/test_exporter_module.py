@@ -107,9 +107,15 @@ def _states_of(rendered: dict) -> dict:
     return rendered
 
 
+def _own(rendered: dict) -> list[str]:
+    """The exporters formula's own states (it includes common.mine, which publishes)."""
+    assert "common-mine-targets-opskit-targets_published" in rendered
+    return sorted(state_id for state_id in rendered if state_id.startswith("exporters-"))
+
+
 def test_formula_with_no_exporters_in_pillar_only_validates(modules):
     rendered = _states_of(modules.state.show_sls("exporters", pillar={}))
-    assert sorted(rendered) == ["exporters-install-pillar-validated"]
+    assert _own(rendered) == ["exporters-install-pillar-validated"]
     assert rendered["exporters-install-pillar-validated"]["exporter"][0] == {"exporters": {}}
 
 
@@ -125,15 +131,13 @@ def test_formula_maps_pillar_to_states(modules):
         }
     }
     rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
-    assert sorted(rendered) == [
+    assert _own(rendered) == [
         "exporters-install-dcgm_exporter-absent",
         "exporters-install-nginx-package-installed",
         "exporters-install-nginx_exporter-installed",
         "exporters-install-node_exporter-installed",
         "exporters-install-pillar-validated",
         "exporters-install-redis_exporter-installed",
-        "exporters-mine-config-file-managed",
-        "exporters-mine-targets-sent",
     ]
 
     def args(state_id):
@@ -157,16 +161,14 @@ def test_formula_maps_pillar_to_states(modules):
         "node_exporter",
         "redis_exporter",
     ]
-    mine = rendered["exporters-mine-targets-sent"]["module"]
-    assert {
-        "onchanges": [{"file": "exporters-mine-config-file-managed"}, {"sls": "exporters.install"}]
-    } in mine
+    # The targets are published after the exporters (common.mine, order: last).
+    assert {"order": "last"} in rendered["common-mine-targets-opskit-targets_published"]["opskit"]
 
 
-def test_clean_removes_every_catalog_exporter_and_the_mine_entry(modules):
+def test_clean_removes_every_catalog_exporter_and_publishes_the_targets_again(modules):
     rendered = _states_of(modules.state.show_sls("exporters.clean", pillar={}))
     absent = sorted(
         state["exporter"][0]["name"] for state in rendered.values() if "exporter" in state
     )
     assert absent == sorted(modules.exporter.list())
-    assert "exporters-mine-clean-config-file-absent" in rendered
+    assert "common-mine-targets-opskit-targets_published" in rendered

@@ -5,6 +5,8 @@
 {%- if anubis.instances %}
 include:
   - {{ tplroot }}.config
+  # Publishes the instances' metrics targets (opskit.targets) to the mine at the end.
+  - common.mine
 {%-   for inst in anubis.instances %}
 
 # Restarted when its settings, key, drop-in or the package change (Anubis has no reload).
@@ -29,16 +31,5 @@ anubis-service-healthz-{{ inst.name }}-anubis-healthy:
     - timeout: {{ anubis.health_timeout }}
     - require:
       - service: anubis-service-running-{{ inst.name }}-service-running
-{%-   endfor %}
-
-# The monitoring host reads the targets with mine.get (key anubis_targets by default).
-anubis-service-mine-targets-anubis-mine_published:
-  anubis.mine_published:
-    - name: {{ anubis.mine_name }}
-    - targets: {{ anubis.targets | json }}
-    - require:
-      - file: anubis-config-registry-file-serialize
-{%-   for inst in anubis.instances %}
-      - anubis: anubis-service-healthz-{{ inst.name }}-anubis-healthy
 {%-   endfor %}
 {%- endif %}
