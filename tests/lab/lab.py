@@ -273,7 +273,7 @@ class Lab:
     def _start_minions(self, image_root: pathlib.Path) -> None:
         self._say(f"booting {len(self.minions)} minions with systemd-nspawn")
         for minion in self.minions.values():
-            minion.prepare(image_root)
+            minion.prepare(image_root, peers=tuple(self.specs))
             minion.start()
         with concurrent.futures.ThreadPoolExecutor(len(self.minions)) as pool:
             list(pool.map(lambda m: m.wait_booted(timeout=120), self.minions.values()))

@@ -1,0 +1,245 @@
+"""The monitoring formula's pure parts: checking what minions published to the mine,
+splitting it into file_sd files, and the configurations Prometheus and Alertmanager
+get (checked with the real promtool and amtool from Debian's packages)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import opskit_monitoring as om
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+NODE = {
+    "targets": ["db-01.lab:9100"],
+    "labels": {
+        "job": "node_exporter",
+        "__scheme__": "http",
+        "__metrics_path__": "/metrics",
+        "minion": "db-01.lab",
+        "roles": ",database,",
+    },
+}
+
+
+def node(**labels):
+    group = copy.deepcopy(NODE)
+    group["labels"].update(labels)
+    return group
+
+
+def settings(**scrape):
+    return {
+        "group": "prometheus",
+        "prometheus": {
+            "url": "http://127.0.0.1:9090",
+            "rules_dir": "/etc/prometheus/rules",
+            "global": {
+                "scrape_interval": "30s",
+                "scrape_timeout": "10s",
+                "evaluation_interval": "30s",
+                "external_labels": {"site": "lab"},
+            },
+        },
+        "targets": {"dir": "/etc/prometheus/file_sd"},
+        "scrape": {"secrets_dir": "/etc/prometheus/opskit-secrets", "tls": {}, **scrape},
+        "alertmanager": {
+            "url": "http://127.0.0.1:9093",
+            "receivers": {},
+            "route": {
+                "receiver": None,
+                "group_by": ["alertname", "minion"],
+                "group_wait": "30s",
+                "group_interval": "5m",
+                "repeat_interval": "4h",
+                "routes": [],
+            },
+        },
+    }
+
+
+# --- what minions publish ---------------------------------------------------------------
+def test_published_groups_are_kept_and_labelled_with_the_mine_key():
+    groups, problems = om.mine_groups({"db-01.lab": [node(minion="someone-else")]})
+    assert problems == []
+    assert groups == [node()]  # the minion label is the id the master stored it under
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        (node(job="node\nexporter"), "label job"),
+        (node(roles=",database,\u2028"), "holds control characters"),
+        (node(__scheme__="ftp"), "label __scheme__ = 'ftp' is not a valid value"),
+        (node(__metrics_path__="/metrics?x=1"), "label __metrics_path__"),
+        (node(__address__="evil:1"), "label __address__ is reserved"),
+        (node(**{"bad-name": "x"}), "'bad-name' is not a Prometheus label name"),
+        (node(instance=7), "label instance must be a string"),
+        ({"targets": ["db-01.lab:9100"]}, "exactly targets and labels"),
+        ({"targets": [], "labels": {"job": "x"}}, "targets must be a non-empty list"),
+        ({"targets": ["db-01.lab"], "labels": {"job": "x"}}, "is not host:port"),
+        ({"targets": ["db-01.lab:0"], "labels": {"job": "x"}}, "is not host:port"),
+        ({"targets": ["db 01:9100"], "labels": {"job": "x"}}, "is not host:port"),
+        ({"targets": ["[::1:9100"], "labels": {"job": "x"}}, "is not host:port"),
+        ({"targets": ["a:9100\n- evil"], "labels": {"job": "x"}}, "is not host:port"),
+        ("not a group", "must be a mapping"),
+    ],
+)
+def test_hostile_groups_are_refused_naming_minion_and_label(group, expected):
+    groups, problems = om.mine_groups({"web-01.lab": [node(), group]})
+    assert len(problems) >= 1
+    assert all(p.startswith("web-01.lab: opskit_targets[1]") for p in problems), problems
+    assert expected in " ".join(problems)
+    assert groups == [node(minion="web-01.lab")]  # the valid group only; callers refuse all
+
+
+def test_addresses():
+    for good in ("db-01.lab:9100", "10.0.0.1:9100", "[fe80::1]:9100", "host.:1"):
+        assert om.valid_address(good), good
+    for bad in ("10.0.0.1:99999", "db:09100", "[10.0.0.1]:80", "-x.lab:1", ":9100", "a:b"):
+        assert not om.valid_address(bad), bad
+
+
+def test_a_minion_publishing_something_else_than_a_list_is_named():
+    _, problems = om.mine_groups({"db-01.lab": {"node_exporter": {"target": "x"}}})
+    assert problems == [
+        "db-01.lab: opskit_targets must be a list of target groups, got "
+        "{'node_exporter': {'target': 'x'}}; re-apply the common formula there "
+        "(salt db-01.lab state.apply common.mine)"
+    ]
+
+
+# --- target files ------------------------------------------------------------------------
+def test_targets_wanting_basic_auth_go_to_their_jobs_file():
+    auth = node(__opskit_basic_auth__="true", __scheme__="https")
+    plain = node(job="redis_exporter")
+    files, problems = om.target_files([auth, plain], {"node_exporter"}, False, "mon-01.lab")
+    assert problems == []
+    assert files == {"opskit.json": [plain], "basic-auth-node_exporter.json": [auth]}
+
+
+def test_targets_wanting_credentials_this_host_lacks_are_refused():
+    auth = node(__opskit_basic_auth__="true")
+    cert = node(job="redis_exporter", __opskit_client_cert__="true")
+    files, problems = om.target_files([auth, cert], set(), False, "mon-01.lab")
+    assert problems == [
+        "db-01.lab: node_exporter at db-01.lab:9100 wants basic auth, but mon-01.lab has no "
+        "credentials for job node_exporter: set "
+        "monitoring:scrape:basic_auth:node_exporter:username and password in its pillar",
+        "db-01.lab: redis_exporter at db-01.lab:9100 asks for a TLS client certificate, but "
+        "mon-01.lab has none: set monitoring:scrape:tls:cert_file and key_file in its pillar",
+    ]
+    assert files == {"opskit.json": []}
+
+
+# --- settings ---------------------------------------------------------------------------
+def test_settings_problems_name_each_key():
+    data = settings(
+        basic_auth={
+            "node exporter": {"username": "p", "password": "x"},
+            "redis_exporter": {"username": "a:b", "password": " padded "},
+        }
+    )
+    data["alertmanager"]["receivers"] = {
+        "ops": {"webhooks": [{"url": "https://user:token@hooks.example.com/x"}]},
+        "bad name": {"webhooks": []},
+    }
+    data["alertmanager"]["route"]["routes"] = [{"matchers": "severity=critical", "receiver": "x"}]
+    problems = om.settings_problems(data)
+    assert problems == [
+        "monitoring:scrape:basic_auth:node exporter: 'node exporter' is not a job name "
+        "(letters, digits, _)",
+        "monitoring:scrape:basic_auth:redis_exporter:username must be a one-line name without ':'",
+        "monitoring:scrape:basic_auth:redis_exporter:password starts or ends with whitespace, "
+        "which Prometheus strips from password files (value not shown)",
+        "monitoring:alertmanager:receivers:ops:webhooks:0:url must not carry credentials "
+        "(Alertmanager shows webhook URLs in its API)",
+        "monitoring:alertmanager:receivers:bad name: 'bad name' is not a receiver name",
+        "monitoring:alertmanager:route:routes:0:matchers must be a list of matcher strings "
+        '(label="value")',
+        "monitoring:alertmanager:route:routes:0:receiver: 'x' is not a receiver "
+        "(receivers: bad name, ops)",
+    ]
+    assert " padded " not in " ".join(problems)
+
+
+# --- configurations, checked by the real tools -------------------------------------------
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: run tests/bootstrap (Debian's prometheus packages)")
+    return path
+
+
+def test_prometheus_config_passes_promtool(tmp_path):
+    data = settings(
+        basic_auth={"node_exporter": {"username": "prometheus", "password": "s3cret"}},
+        tls={"ca_file": str(tmp_path / "ca.pem"), "insecure_skip_verify": False},
+    )
+    data["scrape"]["secrets_dir"] = str(tmp_path)
+    data["targets"]["dir"] = str(tmp_path)
+    data["prometheus"]["rules_dir"] = str(REPO / "salt" / "monitoring" / "files")
+    (tmp_path / "ca.pem").write_text("")
+    (tmp_path / "basic-auth-node_exporter.password").write_text("s3cret\n")
+    config = om.prometheus_config(data, {"minion": "mon-01.lab", "roles": ",monitoring,"})
+    assert "s3cret" not in yaml.safe_dump(config)
+    jobs = {c["job_name"]: c for c in config["scrape_configs"]}
+    assert sorted(jobs) == [
+        "alertmanager",
+        "opskit",
+        "opskit-basic-auth-node_exporter",
+        "prometheus",
+    ]
+    assert jobs["opskit-basic-auth-node_exporter"]["basic_auth"] == {
+        "username": "prometheus",
+        "password_file": f"{tmp_path}/basic-auth-node_exporter.password",
+    }
+    assert jobs["opskit"]["tls_config"] == {"ca_file": str(tmp_path / "ca.pem")}
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [_tool("promtool"), "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rules.yml" in proc.stdout  # the rule files it names were checked too
+
+
+def test_alertmanager_config_passes_amtool(tmp_path):
+    data = settings()
+    data["alertmanager"]["receivers"] = {
+        "ops": {"webhooks": [{"url": "https://alerts.example.com/hook", "send_resolved": True}]},
+        "dba": {"webhooks": [{"url": "http://dba.example.com/am", "max_alerts": 10}]},
+    }
+    data["alertmanager"]["route"]["routes"] = [
+        {"matchers": ['alertname=~"RedisDown|PostgresDown"'], "receiver": "dba"}
+    ]
+    config = om.alertmanager_config(data)
+    assert config["route"]["receiver"] == "dba"  # the first by name, none being set
+    assert config["route"]["routes"] == [
+        {"receiver": "dba", "matchers": ['alertname=~"RedisDown|PostgresDown"']}
+    ]
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [_tool("amtool"), "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 receivers" in proc.stdout
+
+
+def test_without_receivers_alerts_go_to_a_silent_receiver(tmp_path):
+    config = om.alertmanager_config(settings())
+    assert config["receivers"] == [{"name": "opskit-none"}]
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [_tool("amtool"), "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
