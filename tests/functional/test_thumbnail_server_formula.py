@@ -153,7 +153,9 @@ def test_memory_guard_unit_follows_the_memory_limit(modules, tmp_path):
     modules.cp.get_template(src, str(out), **context)
     assert (
         "ExecStart=/usr/bin/python3 /usr/local/lib/opskit/thumbnail-server-memory-guard "
-        "--unit thumbnail-server.service --limit-mb 4096 --interval 2 --samples 5"
+        "--unit thumbnail-server.service --limit-mb 4096 --interval 2 --samples 5 "
+        "--textfile /var/lib/node_exporter/textfile_collector/"
+        "opskit-memory-guard-thumbnail-server.service.prom"
     ) in out.read_text().splitlines()
     off = _render(modules, _pillar(systemd={"memory_guard": {"enabled": False}}))
     assert "thumbnail-server-service-memory-guard-service-dead" in off

@@ -76,6 +76,8 @@ thumbnail-server-config-memory-guard-unit-file-managed:
         limit_mb: {{ ts.memory_limit }}
         interval: {{ sd.memory_guard.interval }}
         samples: {{ sd.memory_guard.samples }}
+        # The exporters formula's default textfile_directory of node_exporter.
+        textfile_dir: /var/lib/node_exporter/textfile_collector
 {%-     endif %}
 
 thumbnail-server-config-systemd-reload-module-run:
