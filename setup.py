@@ -5,7 +5,8 @@ The repository keeps Salt's classic layout (``_modules/``, ``_states/``, ``_pill
 be dropped into ``file_roots``.  For ``pip install`` the loader directories are mapped
 into the namespace package ``saltext.opskit`` under the names Salt's loader looks for
 (``modules``, ``states``, ``pillar``, ``runners``, ``utils``), and the package is
-registered on the ``salt.loader`` entry point: a master or minion that has it installed
+registered on the ``salt.loader`` entry point (declared in ``pyproject.toml``, with the
+rest of the project metadata): a master or minion that has it installed
 loads opskit without any configuration.  Formulas ship as package data under
 ``saltext/opskit/formulas`` for operators who want them on ``file_roots`` from the
 installed copy.
@@ -26,9 +27,6 @@ LOADER_DIRS = {
     "runners": "_runners",
     "utils": "_utils",
 }
-
-# The versions the test suite runs against; keep in step with tests/requirements.txt.
-SALT_REQUIREMENT = "salt>=3008.0,<3009"
 
 
 def _version():
@@ -51,26 +49,12 @@ packages = [f"saltext.opskit.{kind}" for kind in present] + ["saltext.opskit.for
 package_dir = {f"saltext.opskit.{kind}": path for kind, path in present.items()}
 package_dir["saltext.opskit.formulas"] = "salt"
 
+# Name, description, dependencies and the salt.loader entry point are in pyproject.toml;
+# what needs code stays here, and the licence (see the note in pyproject.toml).
 setup(
-    name="saltext-opskit",
     version=_version(),
-    description=(
-        "Salt extension for CMDB-driven fleets: a fail-closed CMDB ext_pillar, "
-        "verified Prometheus exporters, jemalloc and vm tuning, and formulas"
-    ),
-    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
-    long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
-    install_requires=[SALT_REQUIREMENT, "requests>=2.28", "PyYAML>=6"],
     packages=packages,
     package_dir=package_dir,
     package_data={"saltext.opskit.formulas": _formula_files()},
-    entry_points={"salt.loader": ["opskit = saltext.opskit"]},
-    classifiers=[
-        "Programming Language :: Python :: 3",
-        "Framework :: Salt",
-        "Operating System :: POSIX :: Linux",
-        "License :: OSI Approved :: Apache Software License",
-    ],
 )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -37,9 +36,11 @@ import salt.utils.dictupdate
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
-try:
-    import opskit_net  # synced from file_roots, or module_dirs
+try:  # synced from file_roots, or module_dirs
+    import opskit_anubis_policy
+    import opskit_net
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_anubis_policy
     from saltext.opskit.utils import opskit_net
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ __virtualname__ = "anubis"
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 ARCHES.update({"ppc64le": "ppc64le", "riscv64": "riscv64"})
 MODES = ("sidecar", "proxy")
-ACTIONS = ("ALLOW", "DENY", "CHALLENGE", "WEIGH")
-MATCHERS = ("user_agent_regex", "path_regex", "headers_regex", "remote_addresses", "expression")
+# lib/challenge/*: the algorithms upstream registers (proofofwork: fast, slow).
+CHALLENGE_ALGORITHMS = ("fast", "slow", "metarefresh", "preact")
 POLICY_KEYS = {"bots", "thresholds", "status_codes", "store", "dnsbl", "openGraph"}
 POLICY_KEYS |= {"impressum", "logging", "dns_ttl"}
 STORES = ("bbolt", "memory")
@@ -60,6 +61,11 @@ ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 SERVER_NAME_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 SIZE_RE = re.compile(r"^[0-9]+[kKmMgG]?$")
+# nginx settings for `location /` by application (site.profile), with the default
+# client_max_body_size of each: see the site templates.
+SITE_PROFILES = {"default": "1m", "gitlab": "0"}
+# A REDIRECT_DOMAINS entry: a host name or glob, with the port when it is not 443.
+REDIRECT_RE = re.compile(r"\A[A-Za-z0-9*]([A-Za-z0-9*.-]*[A-Za-z0-9*])?(:[0-9]{1,5})?\Z")
 # Variables the formula writes itself; pillar `env` may not set them.
 MANAGED_ENV = (
     "BIND",
@@ -154,76 +160,33 @@ def _url(value, where, problems):
     return value
 
 
-def _regex(value, where, problems):
-    if not isinstance(value, str) or not value:
-        problems.add(where, f"must be a non-empty regular expression, not {value!r}")
-        return
-    if value.endswith("\n"):
-        problems.add(where, "ends with a newline (write it with >- in YAML, not >)")
-    try:
-        re.compile(value)
-    except re.error as err:
-        problems.add(where, f"is not a valid regular expression: {err}")
-
-
-def _validate_matchers(rule, where, problems):
-    present = [m for m in MATCHERS if rule.get(m) not in (None, "", [], {})]
-    if not present:
-        problems.add(where, f"needs one of {', '.join(MATCHERS)}")
-    if "user_agent_regex" in present and "path_regex" in present:
-        problems.add(where, "may set user_agent_regex or path_regex, not both (upstream rule)")
-    for key in ("user_agent_regex", "path_regex"):
-        if key in present:
-            _regex(rule[key], f"{where}.{key}", problems)
-    headers = rule.get("headers_regex")
-    if headers is not None and not isinstance(headers, dict):
-        problems.add(f"{where}.headers_regex", "must map header names to regexes")
-    for header, expr in (headers if isinstance(headers, dict) else {}).items():
-        _regex(expr, f"{where}.headers_regex.{header}", problems)
-    for cidr in _str_list(rule.get("remote_addresses"), f"{where}.remote_addresses", problems):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            problems.add(f"{where}.remote_addresses", f"{cidr!r} is not a CIDR range")
-
-
-def _validate_rule(rule, where, problems, threshold=False):
-    """One entry of ``bots`` (or, with ``threshold``, of ``thresholds``)."""
-    if not isinstance(rule, dict):
-        problems.add(where, f"must be a mapping, not {rule!r}")
-        return
-    if not threshold and "import" in rule:
-        if len(rule) != 1 or not isinstance(rule["import"], str):
-            problems.add(where, "an import entry holds only `import: <path>`")
-        return
-    if not isinstance(rule.get("name"), str) or not rule.get("name"):
-        problems.add(where, "needs a name")
-    action = rule.get("action")
-    if action not in ACTIONS:
-        problems.add(where, f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
-    if threshold:
-        if not rule.get("expression"):
-            problems.add(where, "needs an expression on weight (for example `weight >= 10`)")
-        return
-    _validate_matchers(rule, where, problems)
-    if action == "WEIGH" and not isinstance((rule.get("weight") or {}).get("adjust"), int):
-        problems.add(where, "a WEIGH rule needs `weight: {adjust: <number>}`")
-
-
 def _validate_rules(policy, where, problems):
-    bots = policy.get("bots")
-    if not isinstance(bots, list) or not bots:
-        problems.add(f"{where}.bots", "must be a non-empty list of rules (upstream requires one)")
-        bots = []
-    for index, rule in enumerate(bots):
-        label = rule.get("name", index) if isinstance(rule, dict) else index
-        _validate_rule(rule, f"{where}.bots[{label}]", problems)
-    thresholds = policy.get("thresholds") or []
-    if not isinstance(thresholds, list):
-        problems.add(f"{where}.thresholds", "must be a list")
-        thresholds = []
-    for index, rule in enumerate(thresholds):
-        _validate_rule(rule, f"{where}.thresholds[{index}]", problems, threshold=True)
+    """bots and thresholds: upstream's load-time rules (opskit_anubis_policy, read from
+    v1.27.0), plus opskit's: challenge algorithms that upstream can issue, and no
+    ``import`` (the bundled rule files are not on the minion's disk to check)."""
+    # status codes: opskit's own rule (_validate_status_codes) is the stricter one
+    upstream = {key: value for key, value in policy.items() if key != "status_codes"}
+    for path, message in opskit_anubis_policy.policy_problems(upstream, where):
+        note = f" ({opskit_anubis_policy.CEL_NOTE})" if ".expression" in path else ""
+        problems.add(path, message + note)
+    rules = [("bots", r) for r in policy.get("bots") or [] if isinstance(r, dict)]
+    rules += [("thresholds", r) for r in policy.get("thresholds") or [] if isinstance(r, dict)]
+    for kind, rule in rules:
+        label = f"{where}.{kind}[{rule.get('name', '?')}]"
+        challenge = rule.get("challenge")
+        algorithm = challenge.get("algorithm") if isinstance(challenge, dict) else None
+        if algorithm and algorithm not in CHALLENGE_ALGORITHMS:
+            problems.add(
+                f"{label}.challenge.algorithm",
+                f"{algorithm!r} is not a challenge upstream registers "
+                f"({', '.join(CHALLENGE_ALGORITHMS)}): every challenge would fail with a 500",
+            )
+        if "import" in rule:
+            problems.add(
+                label,
+                "import is not supported by the formula: write the rules out (upstream's "
+                "bundled files are not on this minion to be checked)",
+            )
 
 
 def _validate_status_codes(policy, where, mode, problems):
@@ -283,9 +246,9 @@ def _validate_policy(policy, name, mode, state_dir, problems):
         unknown.remove("metrics")
     if unknown:
         problems.add(where, f"unknown keys {unknown}; allowed: {sorted(POLICY_KEYS)}")
+    policy["store"] = _validate_store(policy, where, state_dir, problems)
     _validate_rules(policy, where, problems)
     _validate_status_codes(policy, where, mode, problems)
-    policy["store"] = _validate_store(policy, where, state_dir, problems)
     return policy
 
 
@@ -318,7 +281,15 @@ def _validate_site(site, name, problems):
             "minion before nginx can load the site)",
         )
     site["listen_ipv6"] = _bool(site.get("listen_ipv6"), f"{where}.listen_ipv6", problems, True)
-    size = str(site.get("client_max_body_size", "1m"))
+    site["profile"] = site.get("profile") or "default"
+    if site["profile"] not in SITE_PROFILES:
+        problems.add(
+            f"{where}.profile",
+            f"must be one of {', '.join(SITE_PROFILES)}, not {site['profile']!r}",
+        )
+    # GitLab takes uploads of any size (its own limits apply); others default to 1m
+    size = site.get("client_max_body_size")
+    size = str(size if size is not None else SITE_PROFILES.get(site["profile"], "1m"))
     if not SIZE_RE.match(size):
         problems.add(f"{where}.client_max_body_size", f"{size!r} is not an nginx size (64m)")
     site["client_max_body_size"] = size
@@ -420,16 +391,55 @@ def _validate_instance(name, inst, settings, problems):
     if out["cookie_domain"] is not None and not SERVER_NAME_RE.match(str(out["cookie_domain"])):
         problems.add(f"{where}.cookie_domain", f"{out['cookie_domain']!r} is not a domain")
     out["site"] = _validate_site(inst.get("site"), name, problems)
-    redirect = inst.get("redirect_domains")
-    out["redirect_domains"] = (
-        _str_list(redirect, f"{where}.redirect_domains", problems)
-        if redirect is not None
-        else list(out["site"].get("server_name") or [])
-    )
+    out["redirect_domains"] = _redirect_domains(inst.get("redirect_domains"), out, problems)
+    if mode == "proxy" and out["site"].get("profile") not in (None, "default"):
+        problems.add(
+            f"{where}.site.profile",
+            f"{out['site']['profile']} needs sidecar mode: there nginx proxies to the "
+            "application itself; in proxy mode every request passes through Anubis's own "
+            "reverse proxy, which these nginx settings do not reach",
+        )
     out["policy"] = _validate_policy(inst.get("policy"), name, mode, state_dir, problems)
     extra = _validate_env(inst.get("env") or {}, where, problems)
     out["env"] = _build_env(out, extra) if not problems.items else {}
     return out
+
+
+def _redirect_domains(given, inst, problems):
+    """REDIRECT_DOMAINS: the site's names, with the port when it is not 443 -- upstream
+    compares the redirect URL's host *and port* (lib/http.go matchRedirectDomain), so a
+    site on 8443 needs ``name:8443`` -- or the pillar's list, which must still cover
+    the site's names. An empty list leaves the variable unset (any domain)."""
+    where = f"instances.{inst['name']}.redirect_domains"
+    site = inst["site"]
+    port = site.get("listen")
+    wanted = [n if port == 443 else f"{n}:{port}" for n in site.get("server_name") or []]
+    domains = wanted if given is None else _str_list(given, where, problems)
+    for domain in domains:
+        problem = opskit_anubis_policy.redirect_domain_problem(domain)
+        if not REDIRECT_RE.match(domain) or problem:
+            problems.add(
+                where,
+                f"{domain!r} cannot be a REDIRECT_DOMAINS entry"
+                + (
+                    f": Anubis parses each with Go's url.Parse and would not start ({problem})"
+                    if problem
+                    else " (a host name or *-glob, and :port when not 443)"
+                )
+                + "; set redirect_domains to names that start with a letter, or to [] "
+                "to allow any domain",
+            )
+    missing = [
+        w for w in wanted if domains and not opskit_anubis_policy.match_redirect_domain(domains, w)
+    ]
+    if given is not None and missing:
+        problems.add(
+            where,
+            f"does not allow {', '.join(missing)}: visitors of the site would get "
+            "'Redirect domain not allowed' after solving the challenge (upstream compares "
+            "host:port); add them",
+        )
+    return domains
 
 
 def _build_env(inst, extra):

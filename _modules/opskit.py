@@ -1,8 +1,13 @@
-"""Facts about the opskit extension itself, as loaded on this minion.
+"""The opskit extension itself: its version, how this minion loaded it, and the
+render-time settings check every formula's ``map.jinja`` calls.
 
 ``opskit.info`` tells which opskit version a minion runs and how it got it: installed
 with pip (the ``salt.loader`` entry point) or synced from ``file_roots``
 (``saltutil.sync_all``). Useful when a fleet mixes both.
+
+``opskit.settings`` validates a formula's merged settings against the formula's schema
+(``_utils/opskit_settings_<formula>.py``), so that a bad CMDB value stops the render
+with a message naming the key before any state exists.
 
 ``opskit.targets`` is the one mine function of opskit: every scrape target this
 minion runs, in Prometheus ``file_sd`` shape, published by the ``common`` formula.
@@ -10,10 +15,17 @@ minion runs, in Prometheus ``file_sd`` shape, published by the ``common`` formul
 
 from __future__ import annotations
 
+import importlib
 import pathlib
 import re
+import sys
 
 from salt.exceptions import CommandExecutionError
+
+try:
+    import opskit_schema  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_schema
 
 __virtualname__ = "opskit"
 
@@ -110,3 +122,75 @@ def info() -> dict:
     else:
         route = "module_dirs"
     return {"version": OPSKIT_VERSION, "route": route, "loaded_from": str(directory)}
+
+
+_FORMULA_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def _settings_module(formula: str):
+    """Import ``opskit_settings_<formula>`` from the synced ``_utils`` (or module_dirs
+    checkout), or from the installed package."""
+    name = "opskit_settings_" + formula.replace("-", "_")
+    if name in sys.modules:
+        return sys.modules[name]
+    # Salt puts the utils directories on sys.path only while it loads modules: look
+    # next to opskit_schema, which was imported then.
+    utils_dir = str(pathlib.Path(opskit_schema.__file__).resolve().parent)
+    added = utils_dir not in sys.path
+    if added:
+        sys.path.insert(0, utils_dir)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+        try:
+            return importlib.import_module(f"saltext.opskit.utils.{name}")
+        except ModuleNotFoundError:
+            raise CommandExecutionError(
+                f"{__opts__.get('id', 'this minion')}: no settings schema for formula "
+                f"{formula!r} ({name}.py in _utils); sync opskit's modules "
+                "(saltutil.sync_all) or check the formula name"
+            ) from err
+    finally:
+        if added:
+            sys.path.remove(utils_dir)
+
+
+def settings(formula: str, data) -> dict:
+    """
+    Validate a formula's merged settings (defaults, OS map, pillar) against its schema
+    and return them normalised, with the schema's defaults applied. Raises
+    ``CommandExecutionError`` listing every invalid key (``tuning:jemalloc:units:...``),
+    its value (secrets masked) and what to do; called from ``map.jinja``, the render
+    fails with that message before any state is compiled.
+
+    The schema lives in ``_utils/opskit_settings_<formula>.py`` (``-`` written as
+    ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``) and optionally
+    ``check(settings)`` for rules across keys, which returns (or yields)
+    ``(key_path, message)`` pairs for what is wrong.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' opskit.settings tuning "$(salt-call --out=json pillar.get tuning)"
+    """
+    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
+        raise CommandExecutionError(f"{formula!r} is not a formula name")
+    module = _settings_module(formula)
+    try:
+        result = opskit_schema.validate(module.SCHEMA, data, root=formula)
+        check = getattr(module, "check", None)
+        if check is not None:
+            problems = opskit_schema.Problems()
+            for problem in check(result) or ():
+                path, *value, message = problem
+                problems.add(path, value[0], message) if value else problems.items.append(
+                    (path, "", message)
+                )
+            if problems:
+                raise opskit_schema.SettingsError(formula, problems.items)
+    except opskit_schema.SettingsError as err:
+        raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {err}") from err
+    return result

@@ -29,8 +29,16 @@ from salt.exceptions import SaltInvocationError
 
 try:
     import opskit_cmdb  # synced from file_roots, or module_dirs
+    import opskit_cmdb_cache
+    import opskit_cmdb_client
+    import opskit_cmdb_webhook
+    import opskit_redact
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_cmdb
+    from saltext.opskit.utils import opskit_cmdb_cache
+    from saltext.opskit.utils import opskit_cmdb_client
+    from saltext.opskit.utils import opskit_cmdb_webhook
+    from saltext.opskit.utils import opskit_redact
 
 __virtualname__ = "cmdb"
 
@@ -85,10 +93,12 @@ def fetch(minion_id, entry=None):
     Show what each configured CMDB entry returns for ``minion_id``, secrets masked.
 
     The CMDB is asked directly (no cache, no conditional request, no retries beyond
-    the entry's own). Masked: values of keys named like a secret (password, passwd,
-    passphrase, secret, token, api_key, private_key, access_key, credential, psk, key,
-    or ending in ``_key``), PEM private keys anywhere, and passwords inside URLs. A
-    failure raises with the same message the ext_pillar would record.
+    the entry's own). Masked with ``opskit_redact.redact_data``: values of keys named
+    like a secret (password, passwd, passphrase, secret, token, api_key, private_key,
+    access_key, credential, psk, key, or ending in ``_key``), private-key blocks
+    anywhere, passwords inside URLs (also when they contain ``@``) and ``key=value``
+    passwords in DSNs (``host=db password=...``). A failure raises with the same
+    message the ext_pillar would record.
 
     minion_id
         The minion whose record to show.
@@ -106,7 +116,7 @@ def fetch(minion_id, entry=None):
     result = {}
     for position, config in _entries(entry):
         parsed = opskit_cmdb.entry_from_config(config)
-        answer = opskit_cmdb.Client(parsed, __opts__).get(minion_id)
+        answer = opskit_cmdb_client.Client(parsed, __opts__).get(minion_id)
         url = opskit_cmdb.safe_url(parsed.record_url(minion_id))
         if answer.status == "missing":
             if parsed.missing == "error":
@@ -116,7 +126,7 @@ def fetch(minion_id, entry=None):
                 )
             data = {}
         else:
-            data = opskit_cmdb.mask_secrets(answer.data)
+            data = opskit_redact.redact_data(answer.data)
         result[parsed.name] = {
             "position": position,
             "url": url,
@@ -144,7 +154,7 @@ def invalidate(minion_id):
         salt-run cmdb.invalidate '*'
     """
     target = None if minion_id == "*" else opskit_cmdb.check_minion_id(str(minion_id))
-    stamp = opskit_cmdb.DiskCache(__opts__["cachedir"]).invalidate(target)
+    stamp = opskit_cmdb_cache.DiskCache(__opts__["cachedir"]).invalidate(target)
     log.info("cmdb: invalidated cached pillar of %s", minion_id)
     return {"invalidated": str(minion_id), "at": stamp}
 
@@ -300,7 +310,7 @@ def _check_http(entry, probe) -> str:
     once = dataclasses.replace(entry, retries=0)
     started = time.monotonic()
     try:
-        answer = opskit_cmdb.Client(once, __opts__).get(probe)
+        answer = opskit_cmdb_client.Client(once, __opts__).get(probe)
     except (opskit_cmdb.CmdbError, opskit_cmdb.CmdbConfigError) as err:
         raise _CheckFailed(str(err)) from None
     took = f"{1000 * (time.monotonic() - started):.0f} ms"
@@ -322,6 +332,7 @@ def _check_http(entry, probe) -> str:
 class _WebhookConfig(typing.NamedTuple):
     secret: bytes
     max_age: float
+    max_body_bytes: int
     apply: object
     test: bool
     queue: bool
@@ -351,12 +362,23 @@ def _webhook_config() -> _WebhookConfig:
         raise SaltInvocationError(
             "`cmdb_webhook:apply` must be highstate, false, or a list of SLS names"
         )
-    max_age = conf.get("max_age", opskit_cmdb.DEFAULT_WEBHOOK_MAX_AGE)
+    max_age = conf.get("max_age", opskit_cmdb_webhook.DEFAULT_WEBHOOK_MAX_AGE)
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
         raise SaltInvocationError("`cmdb_webhook:max_age` must be a positive number of seconds")
+    max_body_bytes = conf.get("max_body_bytes", opskit_cmdb_webhook.DEFAULT_WEBHOOK_MAX_BYTES)
+    if (
+        isinstance(max_body_bytes, bool)
+        or not isinstance(max_body_bytes, int)
+        or not 1024 <= max_body_bytes <= opskit_cmdb_webhook.MAX_WEBHOOK_MAX_BYTES
+    ):
+        raise SaltInvocationError(
+            "`cmdb_webhook:max_body_bytes` must be a whole number of bytes between 1024 "
+            f"and {opskit_cmdb_webhook.MAX_WEBHOOK_MAX_BYTES}, got {max_body_bytes!r}"
+        )
     return _WebhookConfig(
         secret=secret.encode("utf-8"),
         max_age=float(max_age),
+        max_body_bytes=max_body_bytes,
         apply=apply,
         test=bool(conf.get("test", False)),
         queue=bool(conf.get("queue", True)),
@@ -368,15 +390,20 @@ def hook(body=None, headers=None, tag=None):
     """
     Act on a CMDB change notification (called by the reactor SLS, not by hand).
 
-    Verifies the ``X-CMDB-Signature`` HMAC of the raw ``body`` with the secret from
-    the master option ``cmdb_webhook``, refuses stale timestamps and replays, and
-    requires the named minion to be an accepted key. Then it invalidates that minion's
-    cached pillar, and, for ``asset.updated``, refreshes the minion's in-memory pillar
-    and starts ``state.apply`` (highstate, or the SLS listed in ``cmdb_webhook:apply``)
-    with ``queue=True``; it returns the job id without waiting for the run.
+    Refuses bodies over ``cmdb_webhook:max_body_bytes`` before anything else, verifies
+    the ``X-CMDB-Signature`` HMAC of the raw ``body`` with the secret from the master
+    option ``cmdb_webhook``, refuses timestamps that are not finite or not within
+    ``max_age`` of now, replays, and minions that are not accepted keys. Then it
+    invalidates that minion's cached pillar, and, for ``asset.updated``, refreshes the
+    minion's in-memory pillar and starts ``state.apply`` (highstate, or the SLS listed
+    in ``cmdb_webhook:apply``) with ``queue=True``; it returns the job id without
+    waiting for the run.
 
-    A rejected hook changes nothing: it is logged as a warning on the master and the
-    runner raises (the reactor's job return says why).
+    A webhook counts as processed (and a second delivery as a replay) only once this
+    succeeded: if publishing the apply fails, the runner raises and the CMDB's
+    redelivery of the same webhook is acted on. A rejected hook changes nothing: it is
+    logged as a warning on the master and the runner raises (the reactor's job return
+    says why).
 
     CLI Example:
 
@@ -391,38 +418,53 @@ def hook(body=None, headers=None, tag=None):
     source = f" ({', '.join(origin)})" if origin else ""
     try:
         conf = _webhook_config()
-        payload, signature = opskit_cmdb.verify_webhook(body, headers, conf.secret, conf.max_age)
-        cache = opskit_cmdb.DiskCache(__opts__["cachedir"])
-        if not cache.claim_webhook(signature, conf.max_age):
-            raise opskit_cmdb.WebhookRejected(
-                "this exact webhook was already processed: refused as a replay"
-            )
+        payload, signature = opskit_cmdb_webhook.verify_webhook(
+            body, headers, conf.secret, conf.max_age, max_bytes=conf.max_body_bytes
+        )
         minion_id = payload["minion_id"]
         if minion_id not in _accepted_minions():
             raise opskit_cmdb.WebhookRejected(
                 f"the webhook names minion {minion_id!r}, which is not an accepted key on "
                 "this master"
             )
+        cache = opskit_cmdb_cache.DiskCache(__opts__["cachedir"])
+        with cache.webhook_once(signature, conf.max_age) as record:
+            result = _act(cache, payload, conf, source)
+            record()
     except (opskit_cmdb.WebhookRejected, opskit_cmdb.CmdbConfigError) as err:
         log.warning("cmdb: rejected a CMDB webhook%s; nothing changed: %s", source, err)
         raise
-    cache.invalidate(minion_id)
-    result = {
-        "minion_id": minion_id,
-        "event": payload["event"],
-        "revision": payload.get("revision"),
-        "invalidated": True,
-    }
-    log.info(
-        "cmdb: verified CMDB webhook%s: %s for minion %s (revision %s); cache invalidated",
-        source,
-        payload["event"],
-        minion_id,
-        payload.get("revision"),
-    )
-    if payload["event"] != "asset.updated" or conf.apply is False:
-        return result
-    result.update(_converge(minion_id, conf))
+    return result
+
+
+def _act(cache, payload, conf, source) -> dict:
+    """Invalidate, refresh and apply for a verified webhook; raise if that fails."""
+    minion_id = payload["minion_id"]
+    try:
+        cache.invalidate(minion_id)
+        result = {
+            "minion_id": minion_id,
+            "event": payload["event"],
+            "revision": payload.get("revision"),
+            "invalidated": True,
+        }
+        log.info(
+            "cmdb: verified CMDB webhook%s: %s for minion %s (revision %s); cache invalidated",
+            source,
+            payload["event"],
+            minion_id,
+            payload.get("revision"),
+        )
+        if payload["event"] == "asset.updated" and conf.apply is not False:
+            result.update(_converge(minion_id, conf))
+    except Exception as err:
+        message = (
+            f"the verified CMDB webhook{source} for minion {minion_id!r} (revision "
+            f"{payload.get('revision')}) could not be acted on ({err}); it is not marked "
+            "as processed, so a redelivery of the same webhook will be acted on"
+        )
+        log.error("cmdb: %s", message)
+        raise CommandExecutionError(message) from err
     return result
 
 
@@ -450,8 +492,7 @@ def _converge(minion_id, conf) -> dict:
     jid = local.cmd_async([minion_id], "state.apply", arg=args, kwarg=kwarg, tgt_type="list")
     if not jid:
         raise CommandExecutionError(
-            f"the CMDB webhook for minion {minion_id!r} was verified and its cache "
-            "invalidated, but publishing state.apply failed: is the minion connected?"
+            "its cache was invalidated, but publishing state.apply failed: is the minion connected?"
         )
     log.info(
         "cmdb: started state.apply %s on %s (job %s) after a CMDB webhook",

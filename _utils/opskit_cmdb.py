@@ -1,41 +1,36 @@
-"""Client, cache and webhook checks for reading minion pillars from a CMDB over HTTP(S).
+"""Entries, minion ids and secrets of the ``cmdb`` ext_pillar: the base the other
+``opskit_cmdb_*`` helpers build on.
 
 Shared by the ``cmdb`` ext_pillar (``_pillar/cmdb.py``) and the ``cmdb`` runner
 (``_runners/cmdb.py``). Nothing here is a Salt loader module: it is imported as a plain
-module, so its per-process state (one pooled ``requests.Session`` per configured entry)
-survives the loader re-creating the modules that use it.
+module, so its per-process state survives the loader re-creating the modules that use
+it. The helpers, by concern:
 
-What lives here:
+- here: ``Entry`` (one validated ``ext_pillar: - cmdb: {...}`` block, memoised by
+  ``entry_from_config``), ``record_url()`` (the minion id goes into exactly one path
+  segment, percent-encoded; ids that could change the URL's structure are refused),
+  the retry policy (urllib3's ``Retry``), secrets (``password_file``, ``sdb://``) and
+  the errors every helper raises;
+- ``opskit_cmdb_client``: GET with a deadline per attempt and over all attempts,
+  retries, same-origin redirects only, a body size limit, JSON-object validation and
+  human-readable failures (``CmdbError``);
+- ``opskit_cmdb_cache``: per-minion copies under the master's cachedir (TTL cache, ETag
+  revalidation, last-known-good copies), invalidation markers and the webhook replay
+  guard;
+- ``opskit_cmdb_webhook``: signing and verifying CMDB webhooks.
 
-- ``Entry``: one validated ``ext_pillar: - cmdb: {...}`` configuration block.
-- ``record_url()``: the minion id goes into exactly one path segment, percent-encoded;
-  ids that could change the URL's structure are refused.
-- ``Client``: GET with bounded retries and backoff, same-origin redirects only, a body
-  size limit, JSON-object validation and human-readable failures (``CmdbError``).
-- ``DiskCache``: per-minion copies under the master's cachedir (atomic writes, mode
-  0600) used for the TTL cache, ETag revalidation and the last-known-good copy, plus
-  invalidation markers that other processes (``cmdb.invalidate``) can set.
-- ``pillar_for()``: the ext_pillar's logic (cache, fetch, fail closed or serve stale).
-- ``mask_secrets()`` and ``verify_webhook()`` for the runner.
-
-Secrets (passwords, tokens, header values) never go into log records, exception
-messages or files written here.
+Masking of secrets in what the runner shows lives in ``opskit_redact``. Secrets
+(passwords, tokens, header values) never go into log records, exception messages or
+files written by these helpers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import hmac
 import json
-import logging
 import os
-import pathlib
 import re
-import socket
-import ssl
-import tempfile
 import threading
 import time
 import unicodedata
@@ -45,19 +40,20 @@ from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
 try:
-    import requests
-    import requests.adapters
+    import opskit_redact  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_redact
+
+try:
+    import requests  # noqa: F401 - HAS_REQUESTS tells the loader modules it is there
+    from urllib3.util.retry import Retry
 
     HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a Salt dependency
+except ImportError:  # pragma: no cover - requests and urllib3 are Salt dependencies
     HAS_REQUESTS = False
 
-log = logging.getLogger(__name__)
-
-USER_AGENT = "opskit-cmdb/1"
 PLACEHOLDER = "{minion_id}"
 LEGACY_PLACEHOLDER = "%s"
-CACHE_DIRNAME = "opskit-cmdb"
 
 # Defaults. The read timeout is well under Salt's 60 s request timeout, and so is the
 # worst case of all attempts together (checked in Entry.from_config).
@@ -70,11 +66,9 @@ MAX_RETRIES = 5
 WORST_CASE_BUDGET = 55.0
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_STALE_MAX_AGE = 3600
-MAX_REDIRECTS = 3
 SECRET_CACHE_SECONDS = 60.0
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Characters a minion id may not contain: each could change the URL's path or query
 # even after percent-encoding, when a proxy or framework decodes the path once more.
@@ -159,13 +153,8 @@ def check_minion_id(minion_id) -> str:
 
 
 def safe_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``: no userinfo, query or fragment."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """``scheme://host[:port]/path`` of ``url`` for messages: no password, query or fragment."""
+    return opskit_redact.redact_url(url, query=False)
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -378,7 +367,7 @@ def _timing_options(config) -> dict:
     kwargs["retries"] = _number(config, "retries", DEFAULT_RETRIES, 0, MAX_RETRIES, integer=True)
     kwargs["backoff"] = _number(config, "backoff", DEFAULT_BACKOFF, 0, MAX_BACKOFF)
     worst = (kwargs["retries"] + 1) * (kwargs["connect_timeout"] + kwargs["read_timeout"])
-    worst += sum(_backoff_delay(kwargs["backoff"], n) for n in range(1, kwargs["retries"] + 1))
+    worst += sum(backoff_delays(kwargs["retries"], kwargs["backoff"]))
     if worst > WORST_CASE_BUDGET:
         raise CmdbConfigError(
             f"`timeout` and `retries` allow one pillar fetch to take {worst:.0f}s, more "
@@ -407,9 +396,28 @@ def _behaviour_options(config) -> dict:
     return kwargs
 
 
-def _backoff_delay(backoff: float, attempt: int) -> float:
-    """Delay before retry number ``attempt`` (1-based): backoff, 2*backoff, ... capped."""
-    return min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+def retry_policy(retries: int, backoff: float):
+    """urllib3's ``Retry`` for one pillar fetch: ``retries`` retries in total, statuses
+    429/500/502/503/504 retried, exponential backoff (``backoff`` factor) capped at
+    MAX_BACKOFF. ``Client.get`` drives it (see there why not through the adapter)."""
+    return Retry(
+        total=retries,
+        backoff_factor=backoff,
+        backoff_max=MAX_BACKOFF,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+    )
+
+
+def backoff_delays(retries: int, backoff: float) -> list[float]:
+    """The pauses ``retry_policy`` makes before retry 1..``retries`` (no Retry-After):
+    urllib3 retries the first failure at once, then waits 2x, 4x ... ``backoff``."""
+    policy, delays = retry_policy(retries, backoff), []
+    for _ in range(retries):
+        policy = policy.increment("GET", "/")
+        delays.append(policy.get_backoff_time())
+    return delays
 
 
 # Secrets -----------------------------------------------------------------------------
@@ -482,470 +490,7 @@ def request_auth(entry: Entry, opts=None):
     return auth, headers
 
 
-# HTTP client -------------------------------------------------------------------------
-_SESSIONS: dict = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
-def session_for(entry: Entry):
-    """This process's pooled session for ``entry`` (created on first use).
-
-    Keyed by PID as well: a session inherited across fork() would share its sockets
-    with the parent process.
-    """
-    key = (os.getpid(), entry.session_key)
-    with _SESSIONS_LOCK:
-        session = _SESSIONS.get(key)
-        if session is None:
-            for stale_key in [k for k in _SESSIONS if k[0] != key[0]]:
-                del _SESSIONS[stale_key]  # the parent's; not closed (its sockets are shared)
-            session = requests.Session()
-            # No proxies, CA bundles or .netrc credentials from the environment: the
-            # entry's options are the whole truth about where and how requests go.
-            session.trust_env = False
-            session.verify = entry.ca_bundle or entry.verify
-            if not entry.verify:
-                log.warning(
-                    "cmdb: TLS certificate verification is off for %s (verify: false); "
-                    "anyone on the path can read and forge its pillars",
-                    entry.name,
-                )
-            if entry.cert:
-                session.cert = (entry.cert, entry.key) if entry.key else entry.cert
-            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=16)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-            _SESSIONS[key] = session
-    return session
-
-
-@dataclasses.dataclass
-class Answer:
-    """What the CMDB said: ``ok`` (``data`` is the record), ``not_modified``, ``missing``."""
-
-    status: str
-    data: dict | None = None
-    etag: str | None = None
-
-
-def _exception_chain(err: BaseException):
-    """``err`` and the exceptions it wraps (cause, context, urllib3 ``reason``, args)."""
-    seen, todo = [], [err]
-    while todo:
-        current = todo.pop(0)
-        if current is None or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        linked.extend(getattr(current, "args", ()))
-        todo.extend(e for e in linked if isinstance(e, BaseException))
-    return seen
-
-
-def describe_transport_error(err: BaseException, url: str, entry: Entry) -> str:  # noqa: PLR0911
-    """A sentence about why a connection failed, with what to do about it."""
-    _, host, port = origin(url)
-    chain = _exception_chain(err)
-    for exc in chain:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            reason = exc.verify_message or exc.reason or str(exc)
-            if "mismatch" in reason.lower() or "hostname" in reason.lower():
-                return (
-                    f"TLS certificate verification failed ({reason}): the CMDB's "
-                    f"certificate does not name {host}; use the name it was issued for in `url`"
-                )
-            return (
-                f"TLS certificate verification failed ({reason}): set `ca_bundle` to the CA "
-                "that signed the CMDB's certificate, or fix the server's certificate chain"
-            )
-    for exc in chain:
-        if isinstance(exc, socket.gaierror):
-            return (
-                f"cannot resolve host {host!r} ({exc.strerror or exc}): check the host in "
-                "`url` and the master's DNS"
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return (
-                f"connection refused by {host}:{port}: is the CMDB running, and is the port "
-                "in `url` right?"
-            )
-    if isinstance(err, requests.exceptions.ConnectTimeout):
-        return (
-            f"no connection to {host}:{port} within {entry.connect_timeout:g}s "
-            "(connect timeout): is the host up and reachable from the master?"
-        )
-    if isinstance(err, (requests.exceptions.ReadTimeout, TimeoutError)):
-        return (
-            f"no complete answer within {entry.read_timeout:g}s (read timeout): the CMDB "
-            "is overloaded or stuck; raise `timeout` only if it is merely slow"
-        )
-    for exc in chain:
-        if isinstance(exc, ssl.SSLError):
-            return f"TLS handshake with {host}:{port} failed: {exc.reason or exc}"
-    for exc in chain:
-        if isinstance(exc, OSError) and exc.strerror:
-            return f"connection to {host}:{port} failed: {exc.strerror}"
-    return f"connection to {host}:{port} failed: {type(err).__name__}"
-
-
-class Client:
-    """Reads records for one entry through this process's pooled session."""
-
-    def __init__(self, entry: Entry, opts=None, sleep=time.sleep):
-        self.entry = entry
-        self.opts = opts
-        self.sleep = sleep
-
-    def _fail(self, minion_id, url, cause, error=CmdbError):
-        return error(
-            f"cannot read the pillar of minion {minion_id!r} from the CMDB at "
-            f"{safe_url(url)}: {cause}"
-        )
-
-    def get(self, minion_id: str, etag: str | None = None) -> Answer:
-        """GET the record of ``minion_id``; raise CmdbError with the cause on failure."""
-        entry = self.entry
-        url = entry.record_url(minion_id)
-        try:
-            auth, headers = request_auth(entry, self.opts)
-        except CmdbConfigError as err:
-            raise self._fail(minion_id, url, str(err), error=CmdbConfigError) from err
-        if etag:
-            headers["If-None-Match"] = etag
-        session = session_for(entry)
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after = last_error = None
-            try:
-                answer = self._attempt(session, minion_id, url, auth, headers)
-            except _Retryable as err:
-                cause, retry_after = err.cause, err.retry_after
-            except CmdbError:
-                raise
-            except requests.exceptions.SSLError as err:
-                cause = describe_transport_error(err, url, entry)
-                raise self._fail(minion_id, url, cause) from err  # retrying will not help
-            except (requests.exceptions.RequestException, OSError) as err:
-                cause, last_error = describe_transport_error(err, url, entry), err
-            else:
-                return answer
-            if attempt > entry.retries:
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise self._fail(minion_id, url, cause + tries) from last_error
-            delay = _backoff_delay(entry.backoff, attempt)
-            if retry_after is not None:
-                delay = min(max(delay, retry_after), MAX_BACKOFF)
-            log.debug(
-                "cmdb: attempt %d for minion %s at %s failed (%s); retrying in %.1fs",
-                attempt,
-                minion_id,
-                safe_url(url),
-                cause,
-                delay,
-            )
-            self.sleep(delay)
-
-    def _attempt(self, session, minion_id, url, auth, headers) -> Answer:
-        """One request, following same-origin redirects; the connection goes back to
-        the pool whenever the answer's body could be read to its end."""
-        entry = self.entry
-        first = url
-        for _ in range(MAX_REDIRECTS + 1):
-            started = time.monotonic()
-            response = session.get(
-                url,
-                auth=auth,
-                headers=headers,
-                timeout=(entry.connect_timeout, entry.read_timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                try:
-                    answer = self._interpret(response, minion_id, (first, url), headers, started)
-                finally:
-                    _drain(response)
-            if isinstance(answer, Answer):
-                return answer
-            url = answer  # a same-origin redirect target
-        raise self._fail(minion_id, first, f"more than {MAX_REDIRECTS} redirects")
-
-    def _interpret(self, response, minion_id, urls, headers, started):
-        """An Answer, a redirect target (str), or raise. ``urls``: (first, current)."""
-        first, url = urls
-        status = response.status_code
-        if status == 200:
-            body = self._read(response, minion_id, url, started)
-            return Answer("ok", self._parse(body, minion_id, url), _etag(response))
-        if status == 304 and "If-None-Match" in headers:
-            return Answer("not_modified", etag=_etag(response) or headers["If-None-Match"])
-        if status == 404:
-            return Answer("missing")
-        if status in REDIRECT_STATUSES:
-            target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
-            if origin(target) != origin(first):
-                raise self._fail(
-                    minion_id,
-                    first,
-                    f"the CMDB redirected (HTTP {status}) to another origin "
-                    f"({safe_url(target)}); opskit follows redirects only within the same "
-                    "scheme, host and port, so credentials never go elsewhere. Point `url` "
-                    "at the final location",
-                )
-            return target
-        if status in RETRY_STATUSES:
-            raise _Retryable(
-                f"the CMDB answered HTTP {status} {response.reason or ''}".rstrip(),
-                _retry_after(response),
-            )
-        raise self._fail(minion_id, url, _status_cause(response))
-
-    def _read(self, response, minion_id, url, started) -> bytes:
-        limit = self.entry.max_bytes
-        length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > limit:
-            raise self._fail(
-                minion_id,
-                url,
-                f"the record is {int(length)} bytes, more than `max_bytes` ({limit}); raise "
-                "`max_bytes` if records really are that large",
-            )
-        deadline = started + self.entry.connect_timeout + self.entry.read_timeout
-        chunks, size = [], 0
-        for chunk in response.iter_content(65536):
-            size += len(chunk)
-            if size > limit:
-                raise self._fail(
-                    minion_id,
-                    url,
-                    f"the record is more than `max_bytes` ({limit}) bytes (stopped reading); "
-                    "raise `max_bytes` if records really are that large",
-                )
-            if time.monotonic() > deadline:
-                raise requests.exceptions.ReadTimeout("body took too long")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _parse(self, body: bytes, minion_id, url) -> dict:
-        def no_constants(name):
-            raise ValueError(f"{name} is not valid JSON")
-
-        try:
-            data = json.loads(body.decode("utf-8"), parse_constant=no_constants)
-        except (UnicodeDecodeError, ValueError) as err:
-            snippet = "empty body" if not body.strip() else f"{err}"
-            raise self._fail(
-                minion_id, url, f"the CMDB did not return valid JSON ({snippet})"
-            ) from None
-        if not isinstance(data, dict):
-            raise self._fail(
-                minion_id,
-                url,
-                f"the CMDB returned a JSON {_json_type(data)}, not an object; a pillar "
-                "must be a mapping of keys to values",
-            )
-        return data
-
-
-class _Retryable(Exception):
-    def __init__(self, cause, retry_after=None):
-        super().__init__(cause)
-        self.cause, self.retry_after = cause, retry_after
-
-
-def _drain(response, limit: int = 65536) -> None:
-    """Read what is left of a small body, so that closing the response returns its
-    connection to the pool instead of closing it (requests closes unread responses)."""
-    if response._content_consumed:
-        return
-    read = 0
-    with contextlib.suppress(requests.exceptions.RequestException, OSError):
-        for chunk in response.iter_content(8192):
-            read += len(chunk)
-            if read > limit:
-                return
-
-
-def _etag(response) -> str | None:
-    return response.headers.get("ETag") or None
-
-
-def _retry_after(response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
-
-
-def _status_cause(response) -> str:
-    status = response.status_code
-    if status == 401:
-        return (
-            "the CMDB rejected the credentials (HTTP 401): check `username` and "
-            "`password_file` (or `token`) for this entry"
-        )
-    if status == 403:
-        return (
-            "the CMDB refused access (HTTP 403): the credentials are valid but may not "
-            "read this record; grant the account read access to minion records"
-        )
-    if status == 304:
-        return "the CMDB answered 304 Not Modified to a request that was not conditional"
-    return f"unexpected answer HTTP {status} {response.reason or ''}".rstrip()
-
-
-def _json_type(value) -> str:
-    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
-
-
-# Disk cache --------------------------------------------------------------------------
-def _atomic_write(path: pathlib.Path, payload: bytes, mode: int) -> None:
-    """Write ``payload`` to ``path`` atomically (temp file in the same dir, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _private_dir(path: pathlib.Path, top: pathlib.Path) -> pathlib.Path:
-    """Create ``path`` and its parents up to ``top`` (included) with mode 0700."""
-    for directory in (*reversed(path.relative_to(top).parents), path.relative_to(top)):
-        current = top / directory
-        current.mkdir(mode=0o700, parents=current == top, exist_ok=True)
-        if current.stat().st_mode & 0o077:
-            current.chmod(0o700)
-    return path
-
-
-def _key(minion_id: str) -> str:
-    return hashlib.sha256(minion_id.encode("utf-8")).hexdigest()
-
-
-class DiskCache:
-    """Per-minion copies and invalidation markers under ``<cachedir>/opskit-cmdb``.
-
-    Layout::
-
-        opskit-cmdb/entries/<entry cache id>/<sha256(minion id)>.json   copies, 0600
-        opskit-cmdb/invalidated/<sha256(minion id)>                      marker: time
-        opskit-cmdb/invalidated/all                                      marker: time
-        opskit-cmdb/webhooks/<sha256(signature)>                          replay guard
-
-    A copy records when the request that fetched (or revalidated) it was *sent*; it is
-    fresh for ``cache_ttl`` seconds unless an invalidation marker is newer than that.
-    Every process of the master (and ``salt-run``) shares these files; writes are atomic
-    renames, so readers see the old or the new file, never a torn one.
-    """
-
-    def __init__(self, cachedir):
-        self.root = pathlib.Path(cachedir) / CACHE_DIRNAME
-        self._root = str(self.root)  # the hot paths (read, markers) use plain strings
-
-    def _entry_dir(self, entry: Entry) -> pathlib.Path:
-        return self.root / "entries" / entry.cache_id
-
-    def read(self, entry: Entry, minion_id: str) -> dict | None:
-        path = os.path.join(self._root, "entries", entry.cache_id, _key(minion_id) + ".json")
-        try:
-            with open(path, "rb") as handle:
-                record = json.loads(handle.read())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as err:
-            log.warning("cmdb: ignoring unreadable cache file %s: %s", path, err)
-            return None
-        if (
-            not isinstance(record, dict)
-            or record.get("minion_id") != minion_id
-            or not isinstance(record.get("data"), dict)
-            or not isinstance(record.get("requested_at"), (int, float))
-        ):
-            log.warning("cmdb: ignoring malformed cache file %s", path)
-            return None
-        return record
-
-    def write(self, entry: Entry, minion_id: str, data: dict, etag, requested_at) -> None:
-        record = {
-            "minion_id": minion_id,
-            "url": safe_url(entry.record_url(minion_id)),
-            "etag": etag,
-            "requested_at": requested_at,
-            "data": data,
-        }
-        directory = _private_dir(self._entry_dir(entry), self.root)
-        path = directory / f"{_key(minion_id)}.json"
-        _atomic_write(path, json.dumps(record, sort_keys=True).encode(), 0o600)
-
-    def delete(self, entry: Entry, minion_id: str) -> None:
-        path = self._entry_dir(entry) / f"{_key(minion_id)}.json"
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-    # Invalidation markers -----------------------------------------------------------
-    def _marker(self, minion_id: str | None) -> str:
-        name = "all" if minion_id is None else _key(minion_id)
-        return os.path.join(self._root, "invalidated", name)
-
-    def invalidate(self, minion_id: str | None, now: float | None = None) -> float:
-        """Mark copies of ``minion_id`` (None: every minion) as not fresh from now on."""
-        stamp = time.time() if now is None else now
-        directory = _private_dir(self.root / "invalidated", self.root)
-        name = os.path.basename(self._marker(minion_id))
-        _atomic_write(directory / name, repr(stamp).encode(), 0o600)
-        return stamp
-
-    def invalidated_at(self, minion_id: str) -> float:
-        latest = 0.0
-        for path in (self._marker(None), self._marker(minion_id)):
-            try:
-                with open(path, "rb") as handle:
-                    latest = max(latest, float(handle.read()))
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError) as err:
-                # Cannot tell when it was invalidated: treat it as just now (fetch again).
-                log.warning("cmdb: unreadable invalidation marker %s: %s", path, err)
-                return time.time()
-        return latest
-
-    def is_fresh(self, entry: Entry, record: dict, now: float) -> bool:
-        requested_at = record["requested_at"]
-        if entry.cache_ttl <= 0 or not requested_at <= now < requested_at + entry.cache_ttl:
-            return False
-        return requested_at > self.invalidated_at(record["minion_id"])
-
-    # Webhook replay guard ----------------------------------------------------------------
-    def claim_webhook(self, signature: str, max_age: float) -> bool:
-        """Record a webhook signature; False if it was seen before (a replay).
-
-        Creating the file with O_EXCL makes the check-and-record atomic across
-        processes. Records older than twice ``max_age`` are pruned: anything that old
-        is refused by its timestamp anyway.
-        """
-        now = time.time()
-        directory = _private_dir(self.root / "webhooks", self.root)
-        for old in directory.iterdir():
-            with contextlib.suppress(OSError):
-                if now - old.stat().st_mtime > 2 * max_age:
-                    old.unlink()
-        path = directory / hashlib.sha256(signature.encode()).hexdigest()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        return True
-
-
-# The ext_pillar ------------------------------------------------------------------------
+# Entries of the master's ext_pillar list ------------------------------------------------
 _ENTRIES: dict = {}
 
 
@@ -964,80 +509,6 @@ def entry_from_config(config) -> Entry:
     return entry
 
 
-def pillar_for(entry: Entry, minion_id: str, cachedir, opts=None, client=None) -> dict:
-    """The pillar ``entry`` contributes for ``minion_id``; raises instead of guessing.
-
-    Order: a fresh copy (``cache_ttl``, not invalidated) is served as is; otherwise the
-    CMDB is asked, conditionally (If-None-Match) when a copy with an ETag exists. A 404
-    follows ``missing``. Any other failure raises CmdbError, unless ``on_error: stale``
-    and a copy confirmed by the CMDB at most ``stale_max_age`` seconds ago exists: then
-    that copy is served and a warning names its age and the cause.
-    """
-    check_minion_id(minion_id)
-    client = client or Client(entry, opts)
-    cache = DiskCache(cachedir) if cachedir else None
-    cached = cache.read(entry, minion_id) if cache else None
-    now = time.time()
-    if cached is not None and cache.is_fresh(entry, cached, now):
-        return _nest(entry, cached["data"])
-
-    requested_at = time.time()
-    try:
-        answer = client.get(minion_id, etag=cached.get("etag") if cached else None)
-    except CmdbError as err:
-        if entry.on_error != "stale" or not err.stale_ok:
-            raise
-        if cached is None:
-            raise CmdbError(
-                f"{err}. No last-known-good copy of this minion's record exists on the "
-                "master to serve instead (on_error: stale)"
-            ) from err
-        age = now - cached["requested_at"]
-        if age > entry.stale_max_age:
-            raise CmdbError(
-                f"{err}. The last-known-good copy is {age:.0f}s old, beyond `stale_max_age` "
-                f"({entry.stale_max_age:g}s), so it is not served"
-            ) from err
-        log.warning(
-            "cmdb: serving the last-known-good pillar of minion %s (%.0fs old, limit %gs) "
-            "because the CMDB failed: %s",
-            minion_id,
-            age,
-            entry.stale_max_age,
-            err,
-        )
-        return _nest(entry, cached["data"])
-
-    if answer.status == "missing":
-        if cached is not None:
-            cache.delete(entry, minion_id)  # the CMDB's answer: nothing to fall back on
-        if entry.missing == "error":
-            raise CmdbMissing(
-                f"the CMDB has no record for minion {minion_id!r} (HTTP 404 from "
-                f"{safe_url(entry.record_url(minion_id))}): add the host to the CMDB, or set "
-                "`missing: empty` on this entry if hosts may exist before their record"
-            )
-        return _nest(entry, {})
-
-    data = cached["data"] if answer.status == "not_modified" else answer.data
-    keep = entry.persists() or (answer.etag is not None and answer.status == "ok")
-    if cache is not None and keep:
-        try:
-            cache.write(entry, minion_id, data, answer.etag, requested_at)
-        except OSError as err:
-            log.warning(
-                "cmdb: cannot keep a copy of minion %s's pillar under %s: %s",
-                minion_id,
-                cache.root,
-                err,
-            )
-    return _nest(entry, data)
-
-
-def _nest(entry: Entry, data: dict) -> dict:
-    return {entry.nesting_key: data} if entry.nesting_key else data
-
-
 def configured_entries(opts) -> list[tuple[int, dict]]:
     """(position, options) of each ``cmdb`` entry in the master's ``ext_pillar`` list."""
     found = []
@@ -1045,111 +516,3 @@ def configured_entries(opts) -> list[tuple[int, dict]]:
         if isinstance(item, dict) and "cmdb" in item:
             found.append((position, item["cmdb"]))
     return found
-
-
-# Secret masking (runner output) ----------------------------------------------------------
-MASK = "**********"
-SECRET_KEY_RE = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|access[_-]?key"
-    r"|credential|psk|^key$|_key$|-key$)",
-    re.IGNORECASE,
-)
-PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-
-
-def mask_secrets(value, extra_keys=()):
-    """A copy of ``value`` with secrets replaced by ``**********``.
-
-    A secret is: the value of any key whose name matches SECRET_KEY_RE (password,
-    passwd, passphrase, secret, token, api_key, private_key, access_key, credential,
-    psk, key, or a name ending in _key/-key) or one of ``extra_keys``, whatever the
-    value's type; any string holding a PEM private key; and the password part of URLs
-    written as scheme://user:password@host.
-    """
-    extra = {k.lower() for k in extra_keys}
-
-    def secret_key(key) -> bool:
-        return isinstance(key, str) and (bool(SECRET_KEY_RE.search(key)) or key.lower() in extra)
-
-    def walk(item):
-        if isinstance(item, dict):
-            return {k: MASK if secret_key(k) else walk(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [walk(v) for v in item]
-        if isinstance(item, str):
-            if PRIVATE_KEY_RE.search(item):
-                return MASK
-            return re.sub(r"(\w+://[^/\s:@]*:)[^/\s@]+@", rf"\g<1>{MASK}@", item)
-        return item
-
-    return walk(value)
-
-
-# Webhooks ---------------------------------------------------------------------------
-SIGNATURE_HEADER = "X-CMDB-Signature"
-WEBHOOK_EVENTS = ("asset.updated", "asset.deleted")
-DEFAULT_WEBHOOK_MAX_AGE = 300
-
-
-def sign_webhook(secret: bytes, body: bytes) -> str:
-    """The ``X-CMDB-Signature`` value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def verify_webhook(body, headers, secret: bytes, max_age: float, now: float | None = None):
-    """Check a CMDB webhook; return ``(payload, signature)`` or raise WebhookRejected.
-
-    ``body`` is the raw request body as salt-api passed it on (``data['body']`` of the
-    ``salt/netapi/hook/...`` event); the signature covers exactly those bytes. The
-    payload must be a JSON object with ``event`` (asset.updated or asset.deleted),
-    ``minion_id`` and ``timestamp`` (Unix seconds, within ``max_age`` of now).
-    """
-    now = time.time() if now is None else now
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    if not isinstance(body, bytes) or not body:
-        raise WebhookRejected("the webhook has no body")
-    signature = _check_signature(body, headers, secret)
-    try:
-        payload = json.loads(body)
-    except ValueError as err:
-        raise WebhookRejected(f"the signed webhook body is not JSON: {err}") from None
-    if not isinstance(payload, dict):
-        raise WebhookRejected("the signed webhook body is not a JSON object")
-    if payload.get("event") not in WEBHOOK_EVENTS:
-        raise WebhookRejected(
-            f"the webhook's event {payload.get('event')!r} is not one of "
-            f"{', '.join(WEBHOOK_EVENTS)}"
-        )
-    stamp = payload.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
-        raise WebhookRejected("the webhook has no numeric `timestamp`")
-    if abs(now - stamp) > max_age:
-        raise WebhookRejected(
-            f"the webhook's timestamp is {now - stamp:.0f}s away from the master's clock, "
-            f"more than {max_age:g}s: refused as a possible replay (check both clocks)"
-        )
-    try:
-        check_minion_id(payload.get("minion_id"))
-    except CmdbConfigError as err:
-        raise WebhookRejected(f"the webhook names an unusable minion id: {err}") from None
-    return payload, signature
-
-
-def _check_signature(body: bytes, headers, secret: bytes) -> str:
-    signature = None
-    for name, value in (headers or {}).items():
-        if isinstance(name, str) and name.lower() == SIGNATURE_HEADER.lower():
-            signature = value
-    if not signature:
-        raise WebhookRejected(f"the webhook is not signed (no {SIGNATURE_HEADER} header)")
-    if not isinstance(signature, str) or not re.fullmatch(r"sha256=[0-9a-fA-F]{64}", signature):
-        raise WebhookRejected(
-            f"the webhook's {SIGNATURE_HEADER} header is malformed (expected sha256=<64 hex>)"
-        )
-    if not hmac.compare_digest(sign_webhook(secret, body), signature.lower()):
-        raise WebhookRejected(
-            "the webhook's signature does not match its body (wrong secret, or the body "
-            "was altered)"
-        )
-    return signature.lower()

@@ -1,12 +1,14 @@
-"""TCP endpoints for opskit's formulas: parse ``host:port``, tell whether two listeners
-would collide, and list what is listening on this host and which systemd unit owns it.
+"""TCP endpoints for opskit's formulas and modules: the one listen-address parser
+(``parse_listen``/``format_listen``/``probe_host``), whether two listeners would
+collide, and what is listening on this host and which systemd unit owns it.
 
-Salt's ``network.active_tcp`` lists ESTABLISHED connections only, and ``ss`` output is
-meant for people; the listening sockets are read here from ``/proc/net/tcp{,6}``
-(state ``0A``) and matched to processes through the socket inodes in ``/proc/<pid>/fd``,
-and to systemd units through ``/proc/<pid>/cgroup``. Reading other users' ``fd``
-directories needs root; a socket whose owner cannot be found is reported with
-``unit: None`` (and counts as foreign when checking for collisions).
+Listening sockets come from ``psutil`` (a Salt dependency); the owning systemd unit is
+read from ``/proc/<pid>/cgroup``. Reading other users' sockets' owners needs root; a
+socket whose owner cannot be found is reported with ``pid``/``unit`` None (and counts
+as foreign when checking for collisions).
+
+IPv6 scope ids (``fe80::1%eth0``) are refused everywhere: a ``%`` would reach config
+files (nginx, systemd specifiers) and link-local listeners are not what opskit manages.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import os
 import pathlib
 import re
 
-LISTEN = "0A"
-_UNIT_RE = re.compile(r"/([^/]+\.(?:service|scope))(?:/|$)")
+_UNIT_RE = re.compile(r"/([^/]+\.(?:service|scope))(?:/|\Z)")
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\Z)(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)*(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,39 +88,102 @@ def parse_endpoint(text) -> Endpoint:
     elif ":" in host:
         raise ValueError(f"{text!r}: write an IPv6 host in brackets, for example [::1]:8923")
     if host:
-        try:
-            host = str(ipaddress.ip_address(host))
-        except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        host = _ip_host(text, host)
+    if not _is_port(port):
         raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
     return Endpoint(host, int(port))
 
 
-def _hex_to_ip(hexaddr: str) -> str:
-    raw = bytes.fromhex(hexaddr)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    # /proc/net/tcp6: four 32-bit words, each in host (little-endian) order
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    addr = ipaddress.IPv6Address(words)
-    return str(addr.ipv4_mapped or addr)
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535
 
 
-def _socket_owners(proc: pathlib.Path) -> dict[str, int]:
-    """socket inode -> pid, for the processes whose fds we may read."""
-    owners = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in (entry / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    owners.setdefault(target[8:-1], int(entry.name))
-        except OSError:
-            continue
-    return owners
+def _ip_host(text, host: str) -> str:
+    """``host`` as a normalised IP address; scope ids are refused."""
+    if "%" in host:
+        raise ValueError(f"{text!r}: IPv6 scope ids (%zone) are not supported")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+
+
+def parse_listen(  # noqa: PLR0912 - one branch per accepted spelling
+    listen, default_port: int | None = None, *, allow_hostname: bool = False
+):
+    """The one listen-address parser: ``":9100"``, ``"0.0.0.0:9100"``, ``"[::1]:9100"``,
+    ``"127.0.0.1"`` (with ``default_port``), ``9100`` or ``"9100"`` -> ``(host, port)``.
+
+    An empty host means every address; None/"" means every address on
+    ``default_port``. Hosts are IP addresses (normalised; IPv6 in brackets, no scope
+    id), or DNS names when ``allow_hostname`` is set. Raises ValueError saying what is
+    wrong and what a valid value looks like.
+    """
+    example = "for example 127.0.0.1:9100, :9100 or [::1]:9100"
+    if listen is None or listen == "":
+        if default_port is None:
+            raise ValueError(f"a listen address is required ({example})")
+        return "", default_port
+    if isinstance(listen, bool) or not isinstance(listen, (str, int)):
+        raise ValueError(f"{listen!r} is not a listen address ({example})")
+    if isinstance(listen, int):
+        host, port_text = "", str(listen)
+    else:
+        text = listen
+        if text.startswith("["):
+            inner, bracket, rest = text[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"{listen!r} is not a listen address ({example})")
+            host = _ip_host(listen, inner)
+            if ":" not in host:
+                raise ValueError(f"{listen!r}: brackets are for IPv6 addresses only")
+            port_text = rest[1:] if rest else ""
+        elif text.count(":") > 1:
+            raise ValueError(f"{listen!r}: write IPv6 addresses in brackets, [::1]:9100")
+        elif ":" in text:
+            host, port_text = text.split(":")
+        elif _is_port(text):
+            host, port_text = "", text
+        else:
+            host, port_text = text, ""
+        if not port_text:
+            if default_port is None:
+                raise ValueError(f"{listen!r}: a port is required ({example})")
+            port_text = str(default_port)
+        if host and not text.startswith("["):
+            try:
+                host = _ip_host(listen, host)
+            except ValueError:
+                if not (allow_hostname and _HOSTNAME_RE.fullmatch(host)):
+                    what = "an IP address or host name" if allow_hostname else "an IP address"
+                    raise ValueError(f"{listen!r}: {host!r} is not {what}") from None
+    if not _is_port(port_text):
+        raise ValueError(f"{listen!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def format_listen(host: str, port: int) -> str:
+    """``(host, port)`` -> ``host:port``, IPv6 hosts in brackets; "" -> ``:port``."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def probe_host(listen_host: str) -> str:
+    """Where a client on this host reaches a listener: wildcards mean loopback
+    (``::`` -> ``::1``)."""
+    if listen_host in ("", "0.0.0.0"):  # noqa: S104 - a comparison, not a bind
+        return "127.0.0.1"
+    if listen_host == "::":
+        return "::1"
+    return listen_host
+
+
+def _command(proc: pathlib.Path, pid: int) -> str | None:
+    try:
+        return (proc / str(pid) / "comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
 
 
 def _unit_of(proc: pathlib.Path, pid: int) -> str | None:
@@ -132,31 +199,37 @@ def _unit_of(proc: pathlib.Path, pid: int) -> str | None:
 
 
 def listening_sockets(proc: str | os.PathLike = "/proc") -> list[dict]:
-    """Every listening TCP socket: address, port, and (when known) pid, command, unit."""
+    """Every listening TCP socket: address, port, and (when known) pid, command, unit.
+
+    The socket table and the owning PIDs come from ``psutil.net_connections`` (which
+    reads ``<proc>/net/tcp{,6}`` and matches socket inodes in ``<proc>/<pid>/fd``);
+    ``proc`` points psutil at another procfs mount (tests build one). The command
+    and the systemd unit come from ``<proc>/<pid>/comm`` and ``/cgroup``, which psutil
+    does not parse. IPv4-mapped IPv6 addresses are shown as IPv4.
+    """
+    import psutil
+
     proc = pathlib.Path(proc)
+    previous = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = str(proc)
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    finally:
+        psutil.PROCFS_PATH = previous
     rows = []
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (proc / "net" / table).read_text(encoding="utf-8").splitlines()[1:]
-        except OSError:
+    for conn in connections:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
             continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != LISTEN:
-                continue
-            hexaddr, hexport = fields[1].split(":")
-            rows.append(
-                {"address": _hex_to_ip(hexaddr), "port": int(hexport, 16), "inode": fields[9]}
-            )
-    if not rows:
-        return rows
-    owners = _socket_owners(proc)
-    for row in rows:
-        pid = owners.get(row.pop("inode"))
-        row["pid"] = pid
-        row["unit"] = _unit_of(proc, pid) if pid else None
-        try:
-            row["command"] = (proc / str(pid) / "comm").read_text().strip() if pid else None
-        except OSError:
-            row["command"] = None
+        addr = ipaddress.ip_address(conn.laddr.ip)
+        address = str(getattr(addr, "ipv4_mapped", None) or addr)
+        pid = conn.pid
+        rows.append(
+            {
+                "address": address,
+                "port": conn.laddr.port,
+                "pid": pid,
+                "unit": _unit_of(proc, pid) if pid else None,
+                "command": _command(proc, pid) if pid else None,
+            }
+        )
     return sorted(rows, key=lambda r: (r["port"], r["address"]))

@@ -23,22 +23,43 @@ and haiwen/seafile-admin-docs, Seafile 13.0):
   ``multiple`` or empty (seafile.conf decides); ``SEAFILE_MYSQL_DB_SEAHUB_DB_NAME``
   defaults to ``seahub_db``.
 - ``seafile_thumbnail/settings.py``: the app reads ``THUMBNAIL_TASK_WORKERS`` (default
-  3; four threads per worker), ``THUMBNAIL_IMAGE_SIZE_LIMIT`` (MB, default 30),
-  ``THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT`` (MB, default 256), ``CONF_DIR``, ``LOG_DIR``,
-  ``THUMBNAIL_ROOT``, ``INNER_SEAHUB_SERVICE_URL``, ``SITE_ROOT``, ``JWT_PRIVATE_KEY``
-  and the ``SEAFILE_MYSQL_DB_*`` variables. It reads no ``THUMBNAIL_MEMORY_LIMIT``:
-  neither settings.py nor the compose files nor the manual mention one, so the memory
-  limit is enforced outside the app (``MemoryMax=``/``mem_limit`` and opskit's memory
-  guard); the variable is still set for site images that read it.
+  3; a thread each for the image, PDF, video and SeaDoc queues per worker),
+  ``THUMBNAIL_IMAGE_SIZE_LIMIT`` (MB, default 30), ``THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT``
+  (MB, default 256), ``CONF_DIR``, ``LOG_DIR``, ``THUMBNAIL_ROOT``,
+  ``INNER_SEAHUB_SERVICE_URL``, ``SITE_ROOT``, ``JWT_PRIVATE_KEY`` and the
+  ``SEAFILE_MYSQL_DB_*`` variables.
+- ``seafile_thumbnail/thumbnail_task_manager.py``: ``THUMBNAIL_MEMORY_LIMIT`` (MB,
+  default 4096) is the app's own limit: once a minute its monitor thread reads the
+  process's resident memory (``/proc/self/statm``) and exits with status 1 above it, for
+  its supervisor to restart it. opskit sets the same value for the kernel
+  (``MemoryMax=``/``mem_limit``) and its memory guard; the default is upstream's 4096,
+  as production showed: steady state stays under 2 GiB, and 2048 restarted the service
+  too often under bursts of large images.
 - ``seafile_thumbnail/thumbnail.py``: an image whose file is larger than
   ``THUMBNAIL_IMAGE_SIZE_LIMIT`` MB, or whose ``width * height * 4`` bytes exceed
-  ``THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT`` MB, is refused instead of decoded.
+  ``THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT`` MB, is refused instead of decoded; PDF pages
+  are rendered by poppler's ``pdftoppm`` (and ``pdfinfo``), video frames by ``ffprobe``
+  and ``ffmpeg``, all run as programs: upstream's ``docker/Dockerfile`` installs
+  ``poppler-utils`` and ``ffmpeg`` for them, so systemd mode installs them too
+  (``systemd:media_packages``).
+- ``seafile_thumbnail/http_request.py`` (``parse_url``): the app routes on the request
+  path with ``SITE_ROOT`` cut off the front, so under a ``SITE_ROOT`` other than ``/`` it
+  answers ``<SITE_ROOT>ping``, not ``/ping``: the health URL and the nginx site's ping
+  location follow ``seafile:site_root``.
 - ``main.py``: uvicorn serves the app on port 8088 (``uvicorn.Config(app, port=8088)``,
-  uvicorn's default host 127.0.0.1); ``app.py`` answers ``GET /ping`` with ``pong``.
-  In the image, runit starts it (``docker/scripts/thumbnail-runit.sh``: ``cd
+  uvicorn's default host 127.0.0.1); ``app.py`` answers ``GET <SITE_ROOT>ping`` with
+  ``pong``. In the image, runit starts it (``docker/scripts/thumbnail-runit.sh``: ``cd
   /opt/seafile/thumbnail-server``, ``exec python3 main.py``, with ``CONF_DIR``,
-  ``LOG_DIR``, ``THUMBNAIL_ROOT`` and ``SEAFILE_CONF_DIR`` under ``/opt/seafile``), and
-  the container's nginx on port 80 proxies to it.
+  ``LOG_DIR``, ``THUMBNAIL_ROOT`` and ``SEAFILE_CONF_DIR`` under ``/opt/seafile`` and
+  ``PYTHONPATH=/opt/seafile/seafile/lib/python3/site-packages``, where
+  ``docker/Dockerfile`` puts seafobj, the storage library the app imports): systemd mode
+  sets ``PYTHONPATH`` from ``systemd:python_path``, directories inside the release.
+- ``docker/scripts/default`` is the site of the container's own nginx on port 80
+  (``/etc/nginx/sites-enabled/default``). Revisions of it (2b3320a) proxy to
+  ``http://localhost:8088``, which resolves to ``::1`` first where nothing listens (a
+  later one, 2d2e30a, to ``127.0.0.1``), and all keep nginx's 60 s proxy timeouts, shorter
+  than slow PDF and video jobs: docker mode mounts its own site over that directory,
+  proxying to ``127.0.0.1:8088`` with the host site's timeouts, whichever image runs.
 """
 
 from __future__ import annotations
@@ -56,6 +77,12 @@ COMPOSE_SERVICE = "thumbnail-server"
 ENV_FILE_NAME = "thumbnail-server.env"
 COMPOSE_FILE_NAME = "thumbnail-server.yml"
 OVERRIDE_FILE_NAME = "thumbnail-server.opskit-jemalloc.yml"
+# The container's nginx reads its sites from here (upstream docker/Dockerfile moves
+# docker/scripts/default there); docker mode mounts <project_dir>/nginx-sites over it,
+# a directory rather than the file, so that a rewritten file (a new inode) is what the
+# container sees.
+CONTAINER_SITES_DIR = "/etc/nginx/sites-enabled"
+SITES_DIR_NAME = "nginx-sites"
 MIN_JWT_KEY = 32
 
 # Secret variables: only ever written to the 0600 env file.
@@ -100,6 +127,7 @@ MANAGED_ENV = frozenset(
         "SEAFILE_CENTRAL_CONF_DIR",
         "LD_PRELOAD",
         "MALLOC_CONF",
+        "PYTHONPATH",
     }
 )
 STORAGE_TYPES = ("", "disk", "s3", "multiple")
@@ -464,11 +492,13 @@ def _check_health(config, problems):
     health = _mapping(config.get("health"), "health", problems, ("path", "timeout"))
     path = _str(health.get("path"), "health:path", problems, re.compile(r"^/[A-Za-z0-9/._-]*$"))
     timeout = _int(health.get("timeout"), "health:timeout", problems, 1, 600)
-    port = config.get("port")
+    port, root = config.get("port"), config["seafile"].get("site_root")
+    # The app routes on the path after SITE_ROOT (http_request.py parse_url): its health
+    # path lives under the site root.
     config["health"] = {
         "path": path,
         "timeout": timeout,
-        "url": f"http://127.0.0.1:{port}{path}" if port and path else None,
+        "url": f"http://127.0.0.1:{port}{root}{path[1:]}" if port and path and root else None,
     }
 
 
@@ -533,6 +563,14 @@ def _check_release(release, problems):
     }
 
 
+def _inside_release(path: str) -> bool:
+    return (
+        not path.startswith("/")
+        and ".." not in path.split("/")
+        and re.match(r"^[A-Za-z0-9._/-]*\Z", path) is not None
+    )
+
+
 def _check_systemd(config, problems):
     keys = (
         "unit",
@@ -544,6 +582,8 @@ def _check_systemd(config, problems):
         "workdir",
         "command",
         "packages",
+        "media_packages",
+        "python_path",
         "seafile_dir",
         "restart_sec",
         "memory_guard",
@@ -560,12 +600,7 @@ def _check_systemd(config, problems):
         "release": _check_release(sd.get("release"), problems),
     }
     workdir = sd.get("workdir") or ""
-    if (
-        not isinstance(workdir, str)
-        or workdir.startswith("/")
-        or ".." in workdir.split("/")
-        or not re.match(r"^[A-Za-z0-9._/-]*$", workdir)
-    ):
+    if not isinstance(workdir, str) or not _inside_release(workdir):
         problems.add("systemd:workdir", f"must be a path inside the release, not {workdir!r}")
         workdir = ""
     command = sd.get("command")
@@ -581,12 +616,24 @@ def _check_systemd(config, problems):
             f"_./:=,+@- only; no secrets), not {_show(command)}",
         )
         command = []
-    packages = sd.get("packages") or []
-    if not isinstance(packages, list) or not all(
-        isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in packages
+    packages = []
+    for key in ("packages", "media_packages"):
+        names = sd.get(key) or []
+        if not isinstance(names, list) or not all(
+            isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in names
+        ):
+            problems.add(f"systemd:{key}", f"must be a list of package names, not {names!r}")
+            names = []
+        packages += [p for p in names if p not in packages]
+    python_path = sd.get("python_path") or []
+    if not isinstance(python_path, list) or not all(
+        isinstance(p, str) and _inside_release(p) and p.strip("/") for p in python_path
     ):
-        problems.add("systemd:packages", f"must be a list of package names, not {packages!r}")
-        packages = []
+        problems.add(
+            "systemd:python_path",
+            f"must be a list of directories inside the release, not {_show(python_path)}",
+        )
+        python_path = []
     guard = _mapping(
         sd.get("memory_guard"), "systemd:memory_guard", problems, ("enabled", "interval", "samples")
     )
@@ -595,7 +642,12 @@ def _check_systemd(config, problems):
         "interval": _int(guard.get("interval"), "systemd:memory_guard:interval", problems, 1, 3600),
         "samples": _int(guard.get("samples"), "systemd:memory_guard:samples", problems, 1, 100),
     }
-    out.update(workdir=workdir.strip("/"), command=command, packages=packages)
+    out.update(
+        workdir=workdir.strip("/"),
+        command=command,
+        packages=packages,
+        python_path=[p.strip("/") for p in python_path],
+    )
     config["systemd"] = out
 
 
@@ -758,6 +810,10 @@ def _docker_paths(settings):
     dk["compose_file"] = f"{dk['project_dir']}/{COMPOSE_FILE_NAME}"
     dk["override_file"] = f"{dk['project_dir']}/{OVERRIDE_FILE_NAME}"
     dk["service"] = COMPOSE_SERVICE
+    dk["sites_dir"] = f"{dk['project_dir']}/{SITES_DIR_NAME}"
+    dk["container_site"] = f"{dk['sites_dir']}/default"
+    dk["container_backend"] = f"http://127.0.0.1:{UPSTREAM_PORT}"
+    dk["container_port"] = CONTAINER_PORT
     files = [dk["compose_file"]]
     if settings["jemalloc"]["enabled"]:
         files.append(dk["override_file"])
@@ -766,6 +822,8 @@ def _docker_paths(settings):
         args += ["-f", path]
     dk["compose_args"] = args
     dk["up"] = " ".join([*dk["compose_command"], *args, "up", "-d", "--remove-orphans"])
+    # After a change: the container's nginx reads its site only when it starts.
+    dk["recreate"] = f"{dk['up']} --force-recreate"
     dk["running_check"] = " ".join(
         [*dk["compose_command"], *args, "ps", "--status", "running", "-q", COMPOSE_SERVICE]
     )
@@ -822,6 +880,8 @@ def environment(settings: dict, secrets: dict) -> dict:
                 "THUMBNAIL_ROOT": sd["thumbnail_root"],
             }
         )
+        if sd["python_path"]:
+            env["PYTHONPATH"] = ":".join(f"{sd['current']}/{p}" for p in sd["python_path"])
     env.update(settings.get("env") or {})
     return {k: v for k, v in env.items() if v is not None}
 
@@ -886,7 +946,10 @@ def compose(settings: dict) -> dict:
                 "container_name": dk["container_name"],
                 "restart": dk["restart"],
                 "env_file": [settings["env_file"]],
-                "volumes": [f"{dk['seafile_volume']}:/shared"],
+                "volumes": [
+                    f"{dk['seafile_volume']}:/shared",
+                    f"{dk['sites_dir']}:{CONTAINER_SITES_DIR}:ro",
+                ],
                 "ports": [f"127.0.0.1:{settings['port']}:{CONTAINER_PORT}"],
                 # The kernel kills the container's processes above this (cgroup memory
                 # controller); swap may not stretch it.

@@ -210,6 +210,7 @@ class Reply:
     headers: dict = dataclasses.field(default_factory=dict)
     delay: float = 0.0  # before the status line
     drip: float = 0.0  # between body bytes (a slow body)
+    drip_head: float = 0.0  # between bytes of the status line and headers
     content_length: int | None = None  # None: the real length
 
 
@@ -241,13 +242,16 @@ class ScriptedServer(_Server):
                     )
                     reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
                 time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
                 length = len(reply.body) if reply.content_length is None else reply.content_length
-                self.send_header("Content-Length", str(length))
-                self.end_headers()
                 try:
+                    if reply.drip_head:
+                        self._drip_head(reply, length)
+                    else:
+                        self.send_response(reply.status)
+                        for key, value in reply.headers.items():
+                            self.send_header(key, value)
+                        self.send_header("Content-Length", str(length))
+                        self.end_headers()
                     if reply.drip:
                         for index in range(len(reply.body)):
                             self.wfile.write(reply.body[index : index + 1])
@@ -257,6 +261,15 @@ class ScriptedServer(_Server):
                         self.wfile.write(reply.body)
                 except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     self.close_connection = True
+
+            def _drip_head(self, reply, length):
+                lines = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+                lines += [f"{k}: {v}" for k, v in reply.headers.items()]
+                lines += [f"Content-Length: {length}", "", ""]
+                for byte in "\r\n".join(lines).encode("latin-1"):
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(reply.drip_head)
 
         super().__init__(Handler, tls_context)
 

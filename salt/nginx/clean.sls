@@ -4,18 +4,18 @@
 
 nginx-clean-service-dead:
   service.dead:
-    - name: {{ nginx.service }}
+    - name: {{ nginx.service | json }}
     - enable: false
 
 nginx-clean-sites-dir-file-absent:
   file.absent:
-    - name: {{ nginx.sites_dir }}
+    - name: {{ nginx.sites_dir | json }}
     - require:
       - service: nginx-clean-service-dead
 
 nginx-clean-test-script-file-absent:
   file.absent:
-    - name: {{ nginx.test_script }}
+    - name: {{ nginx.test_script | json }}
 
 nginx-clean-package-pkg-removed:
   pkg.removed:

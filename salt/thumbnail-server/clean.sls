@@ -75,6 +75,7 @@ thumbnail-server-clean-files-file-absent:
   file.absent:
     - names:
       - {{ dk.compose_file }}
+      - {{ dk.sites_dir | json }}
       - {{ ts.config_dir }}
     - require:
       - cmd: thumbnail-server-clean-compose-down-cmd-run

@@ -182,9 +182,105 @@ def test_sidecar_site_template(modules, tmp_path):
     assert "error_page 401 = @redirectToAnubis;" in app
     assert "proxy_pass http://127.0.0.1:8080;" in app
     assert "proxy_set_header X-Real-IP $remote_addr;" in app
-    assert "client_max_body_size 250m;" in app
     assert "ssl_certificate /etc/ssl/certs/gitlab.example.org.pem;" in config
     assert "return 301 https://$host$request_uri;" in config  # http_redirect_port 80
+
+
+# Issue 12 item 4: GitLab's proxy settings for `location /` (profile gitlab).
+GITLAB_LINES = (
+    "client_max_body_size 0;",
+    "proxy_http_version 1.1;",
+    "proxy_set_header Upgrade $http_upgrade;",
+    "proxy_set_header Connection $opskit_connection_upgrade;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Forwarded-Ssl on;",
+    "proxy_connect_timeout 600s;",
+    "proxy_send_timeout 600s;",
+    "proxy_read_timeout 600s;",
+    "proxy_buffering off;",
+    "proxy_request_buffering off;",
+    "proxy_redirect off;",
+)
+
+
+def _sidecar_config(modules, tmp_path, pillar, name):
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    context = _arg(rendered[f"nginx-site-anubis-{name}-file-managed"], "context")
+    out = tmp_path / f"{name}.conf"
+    modules.cp.get_template("salt://anubis/files/site-sidecar.conf.jinja", str(out), **context)
+    return out.read_text()
+
+
+def test_gitlab_profile_carries_gitlabs_proxy_settings(modules, tmp_path):
+    app = _location(_sidecar_config(modules, tmp_path, EXAMPLE, "gitlab"), "/")
+    for line in GITLAB_LINES:
+        assert line in app, line
+    # and the Connection map those lines use is in the nginx formula's nginx.conf
+    conf = tmp_path / "nginx.conf"
+    modules.cp.get_template(
+        "salt://nginx/files/nginx.conf.jinja",
+        str(conf),
+        user="www-data",
+        worker_processes="auto",
+        worker_connections=768,
+        server_tokens=False,
+        include_sites_enabled=False,
+        sites_dir="/etc/nginx/opskit-sites",
+    )
+    mapping = re.search(
+        r"map \$http_upgrade \$opskit_connection_upgrade \{(.*?)\}", conf.read_text(), re.DOTALL
+    )
+    assert mapping, conf.read_text()
+    assert mapping.group(1).split() == ["default", "upgrade;", "''", "close;"]
+
+
+def test_default_profile_keeps_buffering_and_a_1m_body_limit(modules, tmp_path):
+    pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
+    app = _location(_sidecar_config(modules, tmp_path, pillar, "a"), "/")
+    assert "client_max_body_size 1m;" in app
+    assert not [line for line in GITLAB_LINES[1:] if line in app and "Proto" not in line]
+
+
+def test_gitlab_profile_needs_sidecar_mode(modules):
+    instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", mode="proxy")
+    instance["site"]["profile"] = "gitlab"
+    error = _render_error(modules, _pillar({"a": instance}))
+    assert "instances.a.site.profile: gitlab needs sidecar mode" in error
+
+
+# Issue 12 item 1: REDIRECT_DOMAINS carries the port of sites not on 443 -------------------
+def _env(modules, pillar, name):
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    return _arg(rendered[f"anubis-config-env-{name}-file-managed"], "context")["variables"]
+
+
+def test_redirect_domains_carry_the_port_when_not_443(modules):
+    on_443 = _instance("127.0.0.1:8931", "0.0.0.0:9231")
+    on_8443 = _instance("127.0.0.1:8932", "0.0.0.0:9232", mode="proxy")
+    on_8443["site"].update(listen=8443, server_name=["a.example.org", "b.example.org"])
+    pillar = _pillar({"one": on_443, "two": on_8443})
+    assert _env(modules, pillar, "one")["REDIRECT_DOMAINS"] == (
+        '"sidecar-127-0-0-1-8931.example.org"'
+    )
+    assert _env(modules, pillar, "two")["REDIRECT_DOMAINS"] == (
+        '"a.example.org:8443,b.example.org:8443"'
+    )
+
+
+def test_explicit_redirect_domains_must_cover_the_site(modules):
+    instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", redirect_domains=["a.example.org"])
+    instance["site"].update(listen=8443, server_name=["a.example.org"])
+    error = _render_error(modules, _pillar({"a": instance}))
+    assert "instances.a.redirect_domains: does not allow a.example.org:8443" in error
+    assert "Redirect domain not allowed" in error
+    instance["redirect_domains"] = ["*.example.org:8443"]
+    error = _render_error(modules, _pillar({"a": instance}))
+    # Go's url.Parse refuses a glob with a port: Anubis would not start
+    assert "first path segment in URL cannot contain colon" in error
+    instance["redirect_domains"] = []  # unset: any domain
+    assert "REDIRECT_DOMAINS" not in _env(modules, _pillar({"a": instance}), "a")
 
 
 def test_proxy_site_template(modules, tmp_path):
@@ -331,7 +427,7 @@ BAD = {
                 policy={"bots": [{"name": "x", "user_agent_regex": "(", "action": "DENY"}]},
             )
         },
-        "instances.a.policy.bots[x].user_agent_regex: is not a valid regular expression",
+        "instances.a.policy.bots[x].user_agent_regex: error parsing regexp: missing closing ): `(`",
     ),
     "rule without a matcher": (
         {
@@ -341,7 +437,7 @@ BAD = {
                 policy={"bots": [{"name": "x", "action": "ALLOW"}]},
             )
         },
-        "instances.a.policy.bots[x]: needs one of user_agent_regex, path_regex",
+        "instances.a.policy.bots[x]: config.Bot: must set one of user_agent_regex, path_regex",
     ),
     "policy metrics block": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", policy={"metrics": {"bind": ":9999"}})},
@@ -540,3 +636,119 @@ def test_tarball_method_renders_a_verified_download_and_a_linked_unit(modules):
     dropin = _arg(rendered["anubis-config-dropin-a-file-managed"], "context")
     assert dropin["binary"] == "/opt/anubis/anubis-1.27.0-linux-amd64/bin/anubis"
     assert "anubis-package-install-pkg-installed" not in rendered
+
+
+# Issue 12 item 2: the policy is checked as upstream v1.27.0 checks it ---------------------
+def _policy_error(modules, policy):
+    instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", policy=policy)
+    return _render_error(modules, _pillar({"a": instance}))
+
+
+BROWSER = {"name": "browser", "user_agent_regex": "Mozilla", "action": "CHALLENGE"}
+POLICY_BAD = {
+    "CHALLENGE threshold without a challenge block": (
+        {"thresholds": [{"name": "t", "expression": "weight > 0", "action": "CHALLENGE"}]},
+        "instances.a.policy.thresholds[t]: config.Threshold: a threshold with the CHALLENGE "
+        "action must have challenge set",
+    ),
+    "WEIGH threshold": (
+        {"thresholds": [{"name": "t", "expression": "weight > 0", "action": "WEIGH"}]},
+        "instances.a.policy.thresholds[t].action: config.Threshold: a threshold cannot have "
+        "the WEIGH action",
+    ),
+    "bare IP in remote_addresses": (
+        {"bots": [{"name": "ip", "remote_addresses": ["10.0.0.1"], "action": "ALLOW"}]},
+        "instances.a.policy.bots[ip].remote_addresses[0]: config.Bot: invalid CIDR",
+    ),
+    "prefix length with a leading zero": (
+        {"bots": [{"name": "ip", "remote_addresses": ["10.0.0.0/08"], "action": "ALLOW"}]},
+        'bad bits after slash: "08"',
+    ),
+    "challenge without an algorithm": (
+        {"bots": [{**BROWSER, "challenge": {"difficulty": 4}}]},
+        "instances.a.policy.bots[browser].challenge: config.ChallengeRules: must have "
+        "algorithm name set",
+    ),
+    "difficulty above 64": (
+        {"bots": [{**BROWSER, "challenge": {"algorithm": "fast", "difficulty": 65}}]},
+        "difficulty is too high (must be <= 64), got: 65",
+    ),
+    "difficulty below 0": (
+        {"bots": [{**BROWSER, "challenge": {"algorithm": "fast", "difficulty": -1}}]},
+        "difficulty is too low (must be >= 0), got: -1",
+    ),
+    "unknown algorithm": (
+        {"bots": [{**BROWSER, "challenge": {"algorithm": "sha3", "difficulty": 4}}]},
+        "'sha3' is not a challenge upstream registers",
+    ),
+    "lookahead": (
+        {"bots": [{"name": "r", "path_regex": "^/(?!api)", "action": "DENY"}]},
+        "error parsing regexp: invalid or unsupported Perl syntax: `(?!`",
+    ),
+    "lookbehind": (
+        {"bots": [{"name": "r", "path_regex": "(?<=/)x", "action": "DENY"}]},
+        "error parsing regexp: invalid named capture",
+    ),
+    "backreference": (
+        {"bots": [{"name": "r", "user_agent_regex": "(a)\\1", "action": "DENY"}]},
+        "error parsing regexp: invalid escape sequence: `\\1`",
+    ),
+    "possessive quantifier (Python 3.11 accepts it)": (
+        {"bots": [{"name": "r", "user_agent_regex": "a++", "action": "DENY"}]},
+        "error parsing regexp: invalid nested repetition operator: `++`",
+    ),
+    "\\Z (Python's end of text)": (
+        {"bots": [{"name": "r", "path_regex": "^/x\\Z", "action": "DENY"}]},
+        "error parsing regexp: invalid escape sequence: `\\Z`",
+    ),
+    "repeat count over 1000": (
+        {"bots": [{"name": "r", "user_agent_regex": "a{1001}", "action": "DENY"}]},
+        "error parsing regexp: invalid repeat count: `{1001}`",
+    ),
+    "header regex": (
+        {"bots": [{"name": "h", "headers_regex": {"Accept": "(?i)x(?#c)"}, "action": "DENY"}]},
+        "instances.a.policy.bots[h].headers_regex.Accept: error parsing regexp",
+    ),
+    "empty CEL expression": (
+        {"bots": [{"name": "cel", "expression": {"all": []}, "action": "DENY"}]},
+        "config: this expression is empty (CEL expressions are not checked by opskit: only "
+        "the Anubis binary compiles them",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", POLICY_BAD, ids=list(POLICY_BAD))
+def test_policy_is_refused_where_upstream_refuses_it(modules, case):
+    policy, message = POLICY_BAD[case]
+    policy = {"bots": [BROWSER], **policy}
+    error = _policy_error(modules, policy)
+    assert "pillar 'anubis' is not valid; nothing was changed" in error
+    assert message in error
+
+
+def test_policy_upstream_accepts_renders(modules):
+    """Go-only regex syntax, CIDRs with host bits, thresholds with a challenge, a CEL
+    expression (not checked here) and WEIGH rules render."""
+    policy = {
+        "bots": [
+            {"name": "z", "path_regex": "^/api/\\z", "action": "ALLOW"},
+            {"name": "q", "user_agent_regex": "\\Qcurl/\\E[[:digit:]]+", "action": "DENY"},
+            {"name": "u", "user_agent_regex": "(?i)\\p{Greek}+bot", "action": "DENY"},
+            {"name": "net", "remote_addresses": ["10.1.2.3/8", "2001:db8::/32"], "action": "ALLOW"},
+            {"name": "cel", "expression": 'userAgent.startsWith("x")', "action": "WEIGH"},
+            {**BROWSER, "challenge": {"algorithm": "fast", "difficulty": 0}},
+        ],
+        "thresholds": [
+            {
+                "name": "t",
+                "expression": {"all": ["weight > 5", "weight < 10"]},
+                "action": "CHALLENGE",
+                "challenge": {"algorithm": "metarefresh", "difficulty": 1},
+            }
+        ],
+    }
+    instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", policy=policy)
+    rendered = _render(modules, _pillar({"a": instance}))
+    assert isinstance(rendered, dict), rendered
+    written = _arg(rendered["anubis-config-policy-a-file-serialize"], "dataset")
+    assert written["bots"] == policy["bots"]

@@ -18,6 +18,8 @@ import sys
 import textwrap
 import time
 
+import opskit_cmdb
+import opskit_cmdb_client
 import pytest
 import requests
 import salt.loader
@@ -252,6 +254,85 @@ def test_a_body_dripping_past_the_deadline_fails(ext_pillar, conf, scripted):
     scripted.script(Reply(body=b'{"a": "' + b"x" * 30 + b'"}', drip=0.05))
     message = _raises(ext_pillar, conf(scripted, timeout=[0.5, 0.5], retries=0))
     assert "read timeout" in message
+
+
+# Wall-clock deadlines: a server that sends one byte a second never trips a read timeout,
+# so without a deadline a fetch would last as many seconds as the answer has bytes, times
+# the attempts. These servers drip far longer than the test's own timeout allows.
+DRIP_SECONDS = 1.0
+
+
+def _drip_case(ext_pillar, config, scripted, reply, *, attempts, dripped):
+    scripted.script(*[reply] * attempts, Reply(body=b'{"after": "the drip"}'))
+    started = time.monotonic()
+    message = _raises(ext_pillar, config)
+    elapsed = time.monotonic() - started
+    connect, read = config["timeout"]
+    bound = attempts * (connect + read) + sum(
+        opskit_cmdb.backoff_delays(config["retries"], config["backoff"])
+    )
+    print(
+        f"drip every {DRIP_SECONDS:g}s: the fetch failed after {elapsed:.1f}s; bound "
+        f"{bound:.1f}s ({attempts} attempts x {connect + read:g}s + backoff); unbounded "
+        f"it would take {attempts * dripped * DRIP_SECONDS:.0f}s+"
+    )
+    assert "cannot read the pillar of minion 'web-01.lab' from the CMDB at " in message
+    assert f"{scripted.base}{RECORD_PATH}:" in message
+    assert "the deadline passed while the CMDB was still sending" in message
+    assert f"{connect + read:g}s, the deadline of one attempt" in message
+    assert f"after {attempts} attempts" in message
+    assert len(scripted.received) == attempts
+    # The sockets the deadline cut do not poison the pool: the next fetch works.
+    assert ext_pillar(config) == {"after": "the drip"}
+    return message
+
+
+@pytest.mark.timeout(90)
+def test_a_dripping_body_is_cut_at_each_attempts_deadline(ext_pillar, conf, scripted):
+    body = b'{"a": "' + b"x" * 600 + b'"}'
+    config = conf(scripted, timeout=[1, 2], retries=2, backoff=0.2)
+    reply = Reply(body=body, drip=DRIP_SECONDS)
+    message = _drip_case(ext_pillar, config, scripted, reply, attempts=3, dripped=len(body))
+    assert PASSWORD not in message
+
+
+@pytest.mark.timeout(90)
+def test_dripping_headers_are_cut_at_each_attempts_deadline(ext_pillar, conf, scripted):
+    reply = Reply(body=b"{}", headers={"X-Padding": "x" * 300}, drip_head=DRIP_SECONDS)
+    config = conf(scripted, timeout=[1, 2], retries=1, backoff=0.2)
+    _drip_case(ext_pillar, config, scripted, reply, attempts=2, dripped=300)
+
+
+@pytest.mark.timeout(60)
+def test_retries_stop_when_the_overall_budget_would_be_passed(conf, scripted):
+    """All attempts and pauses of one fetch end within the client's budget (55 s for
+    the pillar; 6 s here, so that the test is short). A Retry-After longer than what is
+    left ends the fetch at once instead of sleeping past the budget."""
+    scripted.script(Reply(status=503, headers={"Retry-After": "5"}), Reply(body=b"{}"))
+    entry = opskit_cmdb.Entry.from_config(conf(scripted, retries=3))
+    client = opskit_cmdb_client.Client(entry, budget=6)
+    started = time.monotonic()
+    message = _raises(client.get, "web-01.lab")
+    elapsed = time.monotonic() - started
+    print(f"budget 6s, Retry-After 5s: failed after {elapsed:.1f}s")
+    assert "HTTP 503" in message
+    assert "no time is left for another attempt within the 6s deadline" in message
+    assert len(scripted.received) == 1
+
+
+@pytest.mark.timeout(60)
+def test_the_last_attempt_gets_only_what_is_left_of_the_budget(conf, scripted):
+    body = b'{"a": "' + b"x" * 600 + b'"}'
+    scripted.script(Reply(body=body, drip=DRIP_SECONDS))
+    entry = opskit_cmdb.Entry.from_config(conf(scripted, timeout=[1, 3], retries=2))
+    client = opskit_cmdb_client.Client(entry, budget=6)
+    started = time.monotonic()
+    message = _raises(client.get, "web-01.lab")
+    elapsed = time.monotonic() - started
+    print(f"budget 6s, attempts of 4s: failed after {elapsed:.1f}s")
+    assert "s left of the 6s deadline of one pillar fetch" in message
+    assert "the deadline passed" in message
+    assert len(scripted.received) == 2
 
 
 def test_connection_refused_names_host_and_port(ext_pillar, conf, cmdb):
@@ -595,7 +676,7 @@ def test_entries_merge_in_order_and_one_failure_still_fails(conf, cmdb, pillar_o
 def test_files_are_written_atomically_and_privately(ext_pillar, conf, cmdb, cachedir):
     config = conf(cmdb, cache_ttl=60, on_error="stale")
     ext_pillar(config)
-    leftovers = [p for p in cachedir.rglob("*") if p.name.startswith(".tmp-")]
+    leftovers = [p for p in cachedir.rglob("*") if p.name.startswith(".")]  # temp files
     assert leftovers == []
     for path in cachedir.joinpath("opskit-cmdb").rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)

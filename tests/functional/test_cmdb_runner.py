@@ -10,8 +10,11 @@ import socket
 import time
 
 import opskit_cmdb
+import opskit_cmdb_cache
+import opskit_cmdb_webhook
 import pytest
 import salt.loader
+from opskit_redact import MASK
 
 from tests.cmdb_servers import PASSWORD
 from tests.cmdb_servers import USERNAME
@@ -24,6 +27,11 @@ RECORD = {
     "postgres": {"password": "pg-pass-123", "port": 5432},
     "api_token": "tok-abc",
     "dsn": "postgres://app:dsn-pass-456@db/app",
+    # What cmdb.fetch's first masking let through: libpq key=value DSNs and a URL
+    # whose password contains '@'.
+    "libpq": "host=db port=5432 user=app password=kv-pass-789 dbname=app",
+    "jdbc": "jdbc:postgresql://db/app?user=app&password=q-pass-000",
+    "replica": "postgres://app:at@pass-321@replica:5432/app",
 }
 WEBHOOK_SECRET = "hook-secret-for-tests"
 
@@ -91,12 +99,15 @@ def test_fetch_masks_secrets(runners, cmdb):
     assert shown["etag"]
     assert shown["pillar"] == {
         "roles": ["database"],
-        "postgres": {"password": opskit_cmdb.MASK, "port": 5432},
-        "api_token": opskit_cmdb.MASK,
-        "dsn": f"postgres://app:{opskit_cmdb.MASK}@db/app",
+        "postgres": {"password": MASK, "port": 5432},
+        "api_token": MASK,
+        "dsn": f"postgres://app:{MASK}@db/app",
+        "libpq": f"host=db port=5432 user=app password={MASK} dbname=app",
+        "jdbc": f"jdbc:postgresql://db/app?user=app&password={MASK}",
+        "replica": f"postgres://app:{MASK}@replica:5432/app",
     }
     text = json.dumps(result)
-    for secret in ("pg-pass-123", "tok-abc", "dsn-pass-456"):
+    for secret in ("pg-pass-123", "tok-abc", "dsn-pass-456", "kv-pass", "q-pass", "pass-321"):
         assert secret not in text
 
 
@@ -127,7 +138,7 @@ def test_check_reports_every_step_ok(runners, opts, context):
     assert report["dns"] == "ok: 127.0.0.1"
     assert report["connect"].startswith("ok: 127.0.0.1:")
     assert report["tls"].startswith("ok: TLSv1.")
-    assert "record of 'db-01.lab': 4 top-level keys" in report["http"]
+    assert "record of 'db-01.lab': 7 top-level keys" in report["http"]
     assert "sends ETags" in report["http"]
     assert context.get("retcode", 0) == 0
 
@@ -204,7 +215,7 @@ def test_check_reports_a_broken_entry_and_goes_on(opts, entry_conf, context):
 
 # cmdb.invalidate -------------------------------------------------------------------------
 def test_invalidate_writes_markers_other_processes_read(runners, opts):
-    cache = opskit_cmdb.DiskCache(opts["cachedir"])
+    cache = opskit_cmdb_cache.DiskCache(opts["cachedir"])
     before = time.time()
     assert runners["cmdb.invalidate"]("db-01.lab")["invalidated"] == "db-01.lab"
     assert cache.invalidated_at("db-01.lab") >= before
@@ -232,9 +243,20 @@ def hook_event(minion_id="db-01.lab", secret=WEBHOOK_SECRET, **overrides):
     # Header names as CherryPy hands them over (title-cased).
     headers = {
         "Content-Type": "application/json",
-        "X-Cmdb-Signature": opskit_cmdb.sign_webhook(secret.encode(), body.encode()),
+        "X-Cmdb-Signature": opskit_cmdb_webhook.sign_webhook(secret.encode(), body.encode()),
     }
     return body, headers
+
+
+def nan_hook_event():
+    """A correctly signed hook whose timestamp is NaN (which compares False with
+    everything, so a plain `abs(now - ts) > max_age` check lets it through)."""
+    body = json.dumps(
+        {"event": "asset.updated", "minion_id": "db-01.lab", "timestamp": float("nan")}
+    )
+    assert '"timestamp": NaN' in body
+    signature = opskit_cmdb_webhook.sign_webhook(WEBHOOK_SECRET.encode(), body.encode())
+    return body, {"X-Cmdb-Signature": signature}
 
 
 def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
@@ -247,7 +269,7 @@ def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
         "revision": 7,
         "invalidated": True,
     }
-    assert opskit_cmdb.DiskCache(opts["cachedir"]).invalidated_at("db-01.lab") > 0
+    assert opskit_cmdb_cache.DiskCache(opts["cachedir"]).invalidated_at("db-01.lab") > 0
 
 
 @pytest.mark.parametrize(
@@ -257,8 +279,10 @@ def test_a_verified_hook_invalidates_the_minions_cache(runners, opts):
         (lambda: hook_event(secret="guessed"), "does not match"),
         (lambda: hook_event(timestamp=int(time.time()) - 3600), "possible replay"),
         (lambda: hook_event(minion_id="intruder.lab"), "not an accepted key"),
+        (nan_hook_event, "not valid JSON"),
+        (lambda: hook_event(padding="x" * 70_000), "more than `cmdb_webhook:max_body_bytes`"),
     ],
-    ids=["unsigned", "bad-signature", "old", "unknown-minion"],
+    ids=["unsigned", "bad-signature", "old", "unknown-minion", "nan-timestamp", "oversize"],
 )
 def test_rejected_hooks_change_nothing_and_are_logged(runners, opts, caplog, make, reason):
     accept(opts, "db-01.lab")
@@ -266,7 +290,7 @@ def test_rejected_hooks_change_nothing_and_are_logged(runners, opts, caplog, mak
     caplog.set_level(logging.WARNING)
     with pytest.raises(opskit_cmdb.WebhookRejected, match=reason):
         runners["cmdb.hook"](body=body, headers=headers, tag="salt/netapi/hook/cmdb")
-    cache = opskit_cmdb.DiskCache(opts["cachedir"])
+    cache = opskit_cmdb_cache.DiskCache(opts["cachedir"])
     assert cache.invalidated_at("db-01.lab") == 0
     assert cache.invalidated_at("intruder.lab") == 0
     [record] = [r for r in caplog.records if "rejected a CMDB webhook" in r.getMessage()]
@@ -281,6 +305,46 @@ def test_a_replayed_hook_is_refused(runners, opts):
     runners["cmdb.hook"](body=body, headers=headers)
     with pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"):
         runners["cmdb.hook"](body=body, headers=headers)
+
+
+def test_a_failed_publish_leaves_the_hook_unprocessed_so_a_redelivery_works(opts, context, caplog):
+    """No salt-master runs in this tier, so publishing the refresh/apply really fails
+    (as it does when the master's publisher is down or overloaded). The CMDB redelivers
+    the same webhook: it must be acted on again, not refused as a replay."""
+    accept(opts, "db-01.lab")
+    opts["cmdb_webhook"]["apply"] = "highstate"
+    opts["cmdb_webhook"]["refresh_timeout"] = 2
+    opts["timeout"] = 2
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    body, headers = hook_event()
+    caplog.set_level(logging.ERROR)
+    for _ in range(2):
+        with pytest.raises(Exception, match="could not be acted on") as err:
+            runners["cmdb.hook"](body=body, headers=headers, tag="salt/netapi/hook/cmdb")
+        assert "already processed" not in str(err.value)
+        assert "a redelivery of the same webhook will be acted on" in str(err.value)
+        assert "minion 'db-01.lab'" in str(err.value)
+    assert caplog.text.count("could not be acted on") == 2
+    # Once acting on it succeeds (here: apply switched off), it is recorded...
+    opts["cmdb_webhook"]["apply"] = False
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    assert runners["cmdb.hook"](body=body, headers=headers)["invalidated"] is True
+    # ... and only now is a further delivery a replay.
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"):
+        runners["cmdb.hook"](body=body, headers=headers)
+
+
+def test_webhook_body_limit_is_configurable_and_checked(opts, context):
+    accept(opts, "db-01.lab")
+    opts["cmdb_webhook"]["max_body_bytes"] = 10
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    body, headers = hook_event()
+    with pytest.raises(Exception, match="`cmdb_webhook:max_body_bytes` must be a whole number"):
+        runners["cmdb.hook"](body=body, headers=headers)
+    opts["cmdb_webhook"]["max_body_bytes"] = 1024
+    runners = salt.loader.runner(opts, utils=salt.loader.utils(opts), context=context)
+    with pytest.raises(opskit_cmdb.WebhookRejected, match=r"\(1024 bytes\)"):
+        runners["cmdb.hook"](body=body + " " * 1024, headers=headers)
 
 
 def test_without_webhook_configuration_every_hook_is_refused(opts, context):

@@ -159,3 +159,44 @@ def test_master_loads_the_cmdb_pillar_and_runner_from_the_entry_point(pip_venv):
     )
     assert found["runner"] is True
     assert found["helper"] == f"{pip_venv['site']}/saltext/opskit/utils/opskit_cmdb.py"
+
+
+def test_wheel_metadata_comes_from_pyproject_and_matches_the_checkout(pip_venv):
+    """pyproject.toml declares the metadata, setup.py the version and package mapping:
+    the installed distribution must carry both, the declared licence must be the one in
+    LICENSE, and the Salt the tests pin must satisfy the declared requirement."""
+    from packaging.requirements import Requirement
+
+    meta = _run_python(
+        pip_venv,
+        """
+        import json, importlib.metadata as md
+        dist = md.distribution("saltext-opskit")
+        print(json.dumps({
+            "name": dist.metadata["Name"],
+            "version": dist.version,
+            "license": dist.metadata["License"],
+            "license_files": dist.metadata.get_all("License-File") or [],
+            "requires": dist.requires or [],
+            "python": dist.metadata["Requires-Python"],
+            "entry_points": [(e.group, e.name, e.value) for e in dist.entry_points],
+            "readme_type": dist.metadata["Description-Content-Type"],
+        }))
+        """,
+    )
+    source = (REPO / "_modules" / "opskit.py").read_text(encoding="utf-8")
+    assert f'OPSKIT_VERSION = "{meta["version"]}"' in source
+    assert meta["name"] == "saltext-opskit"
+    assert ["salt.loader", "opskit", "saltext.opskit"] in meta["entry_points"]
+    assert meta["readme_type"] == "text/markdown"
+    assert meta["license"] == "Apache-2.0"
+    assert meta["license_files"] == ["LICENSE"]
+    licence = (REPO / "LICENSE").read_text(encoding="utf-8").split()
+    assert licence[:4] == ["Apache", "License", "Version", "2.0,"]
+    pins = {
+        line.split("==")[0].lower(): line.split("==")[1].strip()
+        for line in (REPO / "tests" / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    salt_req = next(Requirement(r) for r in meta["requires"] if r.lower().startswith("salt"))
+    assert salt_req.specifier.contains(pins["salt"]), (salt_req, pins["salt"])

@@ -136,7 +136,7 @@ def test_unit_file_has_the_limits_and_no_secrets(modules, tmp_path):
         "EnvironmentFile=/etc/seafile-thumbnail/thumbnail-server.env",
         "ExecStart=/opt/seafile-thumbnail/current/venv/bin/python3 main.py",
         "WorkingDirectory=/opt/seafile-thumbnail/current/thumbnail-server",
-        "MemoryMax=2048M",
+        "MemoryMax=4096M",
         "Restart=always",
         "User=seafile",
     } <= lines
@@ -355,18 +355,73 @@ def test_docker_mode_compose_files_are_valid_for_compose(modules, tmp_path):
     assert env["SEAFILE_MYSQL_DB_PASSWORD"].replace("$$", "$") == COMPOSE_PASSWORD
     assert env["JWT_PRIVATE_KEY"] == JWT
     assert env["THUMBNAIL_TASK_WORKERS"] == "32"
-    assert env["THUMBNAIL_MEMORY_LIMIT"] == "2048"
+    assert env["THUMBNAIL_MEMORY_LIMIT"] == "4096"
     assert env["LD_PRELOAD"] == "/usr/local/lib/opskit/libjemalloc.so.2"
     assert env["MALLOC_CONF"] == "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
     assert service["image"] == "seafileltd/thumbnail-server:13.0.7"
     assert service["restart"] == "always"
-    assert service["mem_limit"] == service["memswap_limit"] == "2048m"
+    assert service["mem_limit"] == service["memswap_limit"] == "4096m"
     assert service["ports"] == ["127.0.0.1:8088:80/tcp"]
     assert "/opt/seafile-data:/shared:rw" in service["volumes"]
+    assert f"{tmp_path}/nginx-sites:/etc/nginx/sites-enabled:ro" in service["volumes"]
     (library,) = [v for v in service["volumes"] if isinstance(v, dict)]
     assert library["target"] == "/usr/local/lib/opskit/libjemalloc.so.2"
     assert library["read_only"] is True
     assert library["type"] == "bind"
+
+
+def test_systemd_mode_installs_pdf_and_video_tools_and_sets_pythonpath(modules, tmp_path):
+    """poppler-utils and ffmpeg as upstream's image installs them (docker/Dockerfile);
+    PYTHONPATH to the release's seafobj (docker/scripts/thumbnail-runit.sh)."""
+    pillar = _pillar(config_dir=str(tmp_path), systemd={"packages": ["python3", "python3-pil"]})
+    rendered = _render(modules, pillar)
+    pkgs = _arg(rendered["thumbnail-server-package-pkgs-pkg-installed"], "pkgs")
+    assert pkgs == ["python3", "python3-pil", "poppler-utils", "ffmpeg"]
+    if os.geteuid() != 0:
+        return  # the env file is chowned to root (the part above still ran)
+    settings = _settings(modules, pillar)
+    path = tmp_path / "thumbnail-server.env"
+    ret = _single(
+        modules, "thumbnail_server.env_file", name=str(path), settings=settings, pillar=pillar
+    )
+    assert ret["result"] is True, ret
+    assert _env_lines(path)["PYTHONPATH"] == (
+        '"/opt/seafile-thumbnail/current/seafile/lib/python3/site-packages"'
+    )
+
+
+def test_non_root_site_root_reaches_the_health_check_and_the_nginx_site(modules, tmp_path):
+    """Under SITE_ROOT /seafile/ upstream answers /seafile/ping (http_request.py
+    parse_url); the health state and the site's ping location follow it."""
+    rendered = _render(modules, _pillar(seafile={"site_root": "/seafile/"}))
+    health = rendered["thumbnail-server-service-health-thumbnail_server-healthy"]
+    assert _arg(health, "url") == "http://127.0.0.1:8088/seafile/ping"
+    context = _arg(rendered["nginx-site-thumbnail-server-file-managed"], "context")
+    out = tmp_path / "site.conf"
+    modules.cp.get_template("salt://thumbnail-server/files/site.conf.jinja", str(out), **context)
+    site = [line.strip() for line in out.read_text().splitlines()]
+    at = site.index("location = /seafile/thumbnail/ping {")
+    assert site[at + 1] == "proxy_pass http://127.0.0.1:8088/seafile/ping;"
+    assert "location = /thumbnail/ping {" not in site
+
+
+def test_docker_mode_gives_the_containers_nginx_an_ipv4_backend(modules, tmp_path):
+    """The image's own nginx site (docker/scripts/default) proxies to localhost:8088 in
+    some revisions and keeps nginx's 60 s timeouts; the formula mounts its own."""
+    rendered = _render(modules, _docker_pillar(tmp_path, nginx={"proxy_read_timeout": 600}))
+    state = rendered["thumbnail-server-config-container-site-file-managed"]
+    assert _arg(state, "name") == f"{tmp_path}/nginx-sites/default"
+    out = tmp_path / "default"
+    modules.cp.get_template(_arg(state, "source"), str(out), **_arg(state, "context"))
+    site = [line.strip() for line in out.read_text().splitlines()]
+    assert "proxy_pass http://127.0.0.1:8088;" in site
+    assert "listen 80 default_server;" in site
+    assert {"proxy_read_timeout 600s;", "proxy_send_timeout 300s;"} <= set(site)
+    assert not [line for line in site if "localhost" in line and not line.startswith("#")]
+    # A changed site recreates the container (its nginx reads the site when it starts).
+    up = rendered["thumbnail-server-service-compose-up-cmd-run"]
+    assert {"file": "thumbnail-server-config-container-site-file-managed"} in _arg(up, "onchanges")
+    assert _arg(up, "name").endswith(" up -d --remove-orphans --force-recreate")
 
 
 def test_docker_mode_without_jemalloc_removes_the_override(modules, tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import secrets
 import subprocess
 import time
 import urllib.parse
@@ -179,7 +180,10 @@ def test_sidecar_pass_reaches_the_app_with_the_clients_real_address(web, cafile,
     address in X-Real-IP and X-Forwarded-For, and not the values the client sent."""
     site = _sidecar(web, cafile, client)
     auth, steps = anubis_client.pass_challenge(site, "/docs/page?x=1", "sidecar")
-    assert [s["status"] for s in steps] == [307, 200, 302]
+    # 307 to the challenge page; pass-challenge 302 back to it (redir is the page's own
+    # URL, as upstream's script sends it); Anubis 302 on to the original URL
+    assert [s["status"] for s in steps] == [307, 200, 302, 302]
+    assert steps[-1]["location"] == f"https://{WEB}/docs/page?x=1"
     spoofed = {"X-Real-IP": "203.0.113.7", "X-Forwarded-For": "203.0.113.7"}
     status, _, body = site.request("GET", "/docs/page?x=1", {"Cookie": auth, **spoofed})
     assert status == 200
@@ -187,6 +191,7 @@ def test_sidecar_pass_reaches_the_app_with_the_clients_real_address(web, cafile,
     assert echo["path"] == "/docs/page?x=1"
     assert echo["header"]["x-real-ip"] == [client]
     assert echo["header"]["x-forwarded-for"] == [client]
+    assert echo["header"]["x-forwarded-ssl"] == ["on"]  # profile gitlab
 
 
 def test_sidecar_pass_cookie_is_bound_to_the_clients_address(lab, web, cafile, second_address):
@@ -204,19 +209,70 @@ def test_denied_user_agent_gets_403_in_both_modes(web, cafile):
         assert status == 403, site.host
 
 
-def test_large_post_passes_in_sidecar_mode(web, cafile):
-    """An 8 MiB upload: nginx checks it with Anubis (the check carries no body, and
-    client_max_body_size 0 in the Anubis location keeps it from a 413), then the app
-    receives every byte."""
+def test_gitlab_site_streams_a_100_mib_upload_unbuffered(web, cafile):
+    """Issue 12 item 4: through the sidecar site with profile gitlab, a 100 MiB upload
+    reaches the application while the client is still sending (proxy_request_buffering
+    off): after the first MiB the application has seen bytes, with 99 MiB unsent. With
+    nginx's default buffering the application sees nothing until the last byte is in,
+    and the bounded wait below fails. Then every byte arrives intact."""
     site = _sidecar(web, cafile)
-    auth, _ = anubis_client.pass_challenge(site, "/upload", "sidecar")
-    payload = hashlib.sha256(b"seed").digest() * (8 * 1024 * 1024 // 32)
-    status, _, body = site.request("POST", "/upload", {"Cookie": auth}, body=payload)
-    assert status == 200
-    echo = _echo(body)
-    assert echo["method"] == "POST"
-    assert echo["body_length"] == len(payload)
-    assert echo["body_sha256"] == hashlib.sha256(payload).hexdigest()
+    auth, _ = anubis_client.pass_challenge(site, "/api/v4/projects/1/uploads", "sidecar")
+    mib = hashlib.sha256(b"seed").digest() * (1024 * 1024 // 32)
+    total, digest, upload = 100 * len(mib), hashlib.sha256(), secrets.token_hex(8)
+    conn = site.connect(timeout=120)
+    try:
+        conn.putrequest("POST", "/api/v4/projects/1/uploads", skip_host=True)
+        for name, value in (
+            ("Host", WEB),
+            ("User-Agent", anubis_client.BROWSER),
+            ("Cookie", auth),
+            ("Content-Length", str(total)),
+            ("X-Upload-Id", upload),
+        ):
+            conn.putheader(name, value)
+        conn.endheaders()
+        conn.send(mib)
+        digest.update(mib)
+        deadline, received = time.monotonic() + 30, 0
+        while not received:
+            assert time.monotonic() < deadline, (
+                "the application has seen no byte of the upload 30 s after the first MiB "
+                "was sent: nginx is buffering the request body"
+            )
+            time.sleep(0.05)
+            _, _, body = site.request("GET", f"/_progress/{upload}", {"Cookie": auth})
+            received = json.loads(body)["received"]
+        assert 0 < received <= len(mib)  # seen before the other 99 MiB were sent
+        for _ in range(99):
+            conn.send(mib)
+            digest.update(mib)
+        resp = conn.getresponse()
+        echo = _echo(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert echo["body_length"] == total
+    assert echo["body_sha256"] == digest.hexdigest()
+    print(f"\napplication saw {received} bytes after 1 MiB of {total} was sent")
+
+
+def test_gitlab_site_passes_a_websocket_upgrade(web, cafile):
+    """Issue 12 item 4: a websocket upgrade passes the sidecar site (HTTP/1.1 to the
+    application, Upgrade and Connection via the nginx formula's map), once the client
+    has passed the challenge; without the pass there is no upgrade."""
+    site = _sidecar(web, cafile)
+    refused = anubis_client.WebSocket(site, "/-/cable")
+    refused.close()
+    assert refused.status == 307
+    auth, _ = anubis_client.pass_challenge(site, "/-/cable", "sidecar")
+    ws = anubis_client.WebSocket(site, "/-/cable", {"Cookie": auth})
+    try:
+        assert ws.accepted(), (ws.status, ws.headers)
+        for text in ("ping", "x" * 300):
+            ws.send(text)
+            assert ws.receive() == f"echo: {text}"
+    finally:
+        ws.close()
 
 
 def test_proxy_mode_keeps_the_private_clients_address(web, cafile, client):
@@ -224,7 +280,10 @@ def test_proxy_mode_keeps_the_private_clients_address(web, cafile, client):
     address survives Anubis's X-Forwarded-For rewriting; spoofed headers do not."""
     site = _proxy(web, cafile, client)
     auth, steps = anubis_client.pass_challenge(site, "/legacy?id=7", "proxy")
+    # Issue 12 item 1: redir is https://web-01.lab:8443/legacy?id=7 (the page's URL);
+    # upstream compares host:port with REDIRECT_DOMAINS, which must carry :8443
     assert [s["status"] for s in steps] == [200, 302]
+    assert steps[-1]["location"] == f"https://{WEB}:8443/legacy?id=7"
     spoofed = {"X-Real-IP": "203.0.113.7", "X-Forwarded-For": "203.0.113.7"}
     status, _, body = site.request("GET", "/legacy?id=7", {"Cookie": auth, **spoofed})
     assert status == 200

@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from tests.lab.master import cmdb_webhook_secret_file
 from tests.lab.procs import wait_for
 
 MINION = "web-01.lab"
@@ -231,6 +232,58 @@ def test_unsigned_or_badly_signed_webhooks_change_nothing(lab, highstate_once):
     finally:
         with contextlib.suppress(requests.RequestException):
             put_record(lab, MINION, original)
+
+
+def test_oversize_and_non_finite_webhooks_change_nothing(lab, highstate_once):
+    """Correctly signed hooks that must still be refused: a NaN timestamp (NaN compares
+    False with everything, so a naive age check passes it) and a body over
+    ``cmdb_webhook:max_body_bytes`` (64 KiB by default), refused before its HMAC."""
+    secret = cmdb_webhook_secret_file(lab.cfg).read_bytes().strip()
+    before = file_state(lab, MINION, "/etc/motd")
+    log = MasterLog(lab)
+    nan = (
+        f'{{"event": "asset.updated", "minion_id": "{MINION}", "revision": 1, "timestamp": NaN}}'
+    ).encode()
+    oversize = json.dumps(
+        {
+            "event": "asset.updated",
+            "minion_id": MINION,
+            "revision": 2,
+            "timestamp": int(time.time()),
+            "padding": "x" * 200_000,
+        }
+    ).encode()
+    statuses = {}
+    for name, body in (("nan", nan), ("oversize", oversize)):
+        signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        response = requests.post(
+            lab.cmdb_webhook_url,
+            data=body,
+            headers={"Content-Type": "application/json", SIGNATURE: signature},
+            timeout=30,
+        )
+        statuses[name] = response.status_code
+    # salt-api passes both on: Salt 3008 hands rest_cherrypy's `max_request_body_size`
+    # to CherryPy without the `server.` namespace, so CherryPy's own 100 MiB default
+    # applies. The runner's limit is what refuses the big body.
+    print(f"salt-api answered: {statuses}")
+    assert statuses["nan"] == 200
+    expected = 1 + (statuses["oversize"] == 200)
+
+    def all_rejected():
+        return log.new().count("rejected a CMDB webhook") >= expected
+
+    wait_for("the master to reject the hooks", all_rejected, timeout=60)
+    new = log.new()
+    assert "NaN is not valid JSON" in new
+    if statuses["oversize"] == 200:
+        assert f"the webhook body is {len(oversize)} " in new
+        assert "more than `cmdb_webhook:max_body_bytes` (65536 bytes)" in new
+    assert "started state.apply" not in new
+    assert "cache invalidated" not in new
+    time.sleep(3)  # nothing was started; give a wrongly started run time to show up
+    assert lab.salt(MINION, "saltutil.running", timeout=30).data == {MINION: []}
+    assert file_state(lab, MINION, "/etc/motd") == before
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,8 @@ LIBRARY = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 REPO_ID = "5b2f0c9e-7d41-4f1e-9a52-0c3e8d6b1a77"
 SOURCES = f"/opt/seafile/seafile-data/{REPO_ID}"
 SECRETS = RECORD["thumbnail_server"]["secrets"]
+MEMORY_LIMIT = RECORD["thumbnail_server"]["memory_limit"]
+STANDIN_LOG = "/opt/seafile/logs/thumbnail.log"
 
 
 def _apply(lab, pillar=None, test=False):
@@ -146,11 +148,50 @@ def test_nginx_proxies_to_127_0_0_1_and_returns_a_real_thumbnail(lab, thumb):
     assert f'127.0.0.1 "GET /thumbnail/{REPO_ID}/256/photo.jpg HTTP/1.0" 200' in service_log
 
 
+def _thumbnail(ip, path) -> Image.Image:
+    resp = _get(ip, path, timeout=90)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.headers["Content-Type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(resp.content))
+    image.load()
+    return image
+
+
+def test_pdf_and_video_thumbnails_run_the_installed_poppler_and_ffmpeg(thumb):
+    """The formula installs what upstream's image has for PDF and video thumbnails
+    (poppler-utils, ffmpeg); the stand-in runs them as upstream's thumbnail.py does:
+    pdftoppm for a PDF's first page, ffprobe and ffmpeg for the frame at 5 s."""
+    minion, ip = thumb["minion"], thumb["ip"]
+    installed = minion.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", "poppler-utils", "ffmpeg"]
+    ).stdout.split("\n")
+    assert sorted(installed) == ["", "ffmpeg installed", "poppler-utils installed"], installed
+    pdf = (
+        "import sys\nfrom PIL import Image\n"
+        "pages = [Image.new('RGB', (595, 842), c) for c in ((20, 120, 200), (200, 30, 30))]\n"
+        "pages[0].save(sys.argv[1], save_all=True, append_images=pages[1:], resolution=72)\n"
+    )
+    minion.run(["python3", "-c", pdf, f"{SOURCES}/report.pdf"])
+    # 7 s: red, then green from 4 s on; the thumbnail is the frame at 5 s.
+    video = "color=c=red:s=320x240:d=7,drawbox=c=0x28a050:t=fill:enable='gte(t,4)'"
+    minion.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", video, "-pix_fmt", "yuv420p",
+         "-y", f"{SOURCES}/clip.mp4"],
+        timeout=120,
+    )  # fmt: skip
+    with _thumbnail(ip, f"/thumbnail/{REPO_ID}/256/report.pdf") as page:
+        assert page.size == (181, 256)  # the A4 page, first page only
+        assert page.getpixel((90, 128)) == pytest.approx((20, 120, 200), abs=6)
+    with _thumbnail(ip, f"/thumbnail/{REPO_ID}/128/clip.mp4") as frame:
+        assert frame.size == (128, 96)
+        assert frame.getpixel((64, 48)) == pytest.approx((40, 160, 80), abs=12)
+
+
 def test_the_process_runs_under_jemalloc_with_the_environment_from_pillar(thumb):
     minion = thumb["minion"]
     service = _service(minion)
     assert service["pid"], "thumbnail-server.service is not running"
-    assert service["memory_max"] == str(2048 * 1024 * 1024)
+    assert service["memory_max"] == str(MEMORY_LIMIT * 1024 * 1024)
     assert LIBRARY in minion.read_file(f"/proc/{service['pid']}/maps")
     environ = dict(
         item.split("=", 1)
@@ -168,6 +209,8 @@ def test_the_process_runs_under_jemalloc_with_the_environment_from_pillar(thumb)
         "TIME_ZONE": "Europe/Berlin",
         "LD_PRELOAD": LIBRARY,
         "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
+        # The release's seafobj, which the stand-in (as upstream) imports at start-up.
+        "PYTHONPATH": "/opt/seafile-thumbnail/current/seafile/lib/python3/site-packages",
     }
     assert {k: environ.get(k) for k in expected} == expected
     # Secrets: compared, never printed. The password holds ", $, \, `, ' and #.
@@ -177,6 +220,29 @@ def test_the_process_runs_under_jemalloc_with_the_environment_from_pillar(thumb)
     ):
         same = environ.get(var) == SECRETS[key]
         assert same, f"{var} in the process differs from pillar secrets:{key}"
+
+
+def test_a_site_root_other_than_slash_moves_ping_and_thumbnails_under_it(lab, thumb):
+    """With SITE_ROOT /seafile/ the service answers /seafile/ping only (upstream's
+    http_request.py cuts the site root off the path): the apply's health check and the
+    nginx site follow it, and the old paths stop answering."""
+    minion, ip = thumb["minion"], thumb["ip"]
+    rooted = copy.deepcopy(RECORD)
+    rooted["thumbnail_server"]["seafile"]["site_root"] = "/seafile/"
+    try:
+        result, summary = _apply(lab, rooted)
+        assert summary.succeeded, (summary, summary.failures)
+        states = result.data[MINION]
+        (health,) = [v for k, v in states.items() if "health-thumbnail_server-healthy" in k]
+        assert "http://127.0.0.1:8088/seafile/ping answered 'pong'" in health["comment"]
+        assert _get(ip, "/seafile/thumbnail/ping").text == "pong"
+        assert _get(ip, f"/seafile/thumbnail/{REPO_ID}/256/photo.jpg").status_code == 200
+        assert _get(ip, "/thumbnail/ping").status_code == 404
+        assert minion.run(["curl", "-s", "http://127.0.0.1:8088/ping"]).stdout != "pong"
+    finally:
+        result, summary = _apply(lab)
+        assert summary.succeeded, summary
+    assert _get(ip, "/thumbnail/ping").text == "pong"
 
 
 def test_secrets_stay_in_the_0600_env_file(lab, thumb):
@@ -213,6 +279,25 @@ def _image_batch(minion, tag: str, count: int) -> list[str]:
     return [f"/thumbnail/{REPO_ID}/256/{tag}-{i}.png" for i in range(count)]
 
 
+def _after_own_memory_check(minion, pid) -> float:
+    """Wait until the service's own memory check (at start-up and every 60 s after, as
+    upstream's thumbnail_task_manager.py) has just run; return time.monotonic()."""
+    age = int(minion.run(["ps", "-o", "etimes=", "-p", str(pid)]).stdout)
+    if age % 60 > 10:
+        time.sleep(60 - age % 60 + 1)
+    return time.monotonic()
+
+
+def _get_quietly(ip):
+    def get(path):
+        try:
+            return _get(ip, path, timeout=60).status_code
+        except requests.RequestException:  # the guard killed the service mid-request
+            return None
+
+    return get
+
+
 def test_memory_above_the_limit_restarts_the_service(lab, thumb):
     """MemoryMax= is set on the unit for real; the restart comes from the memory guard
     here, because the kernel cannot enforce MemoryMax= in the lab's minions (see the
@@ -245,16 +330,21 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
         cgroups = minion.read_file(f"/proc/{before['pid']}/cgroup").splitlines()
         assert "4:memory:/" in cgroups or any(c.endswith(":memory:/") for c in cgroups), cgroups
 
-        deadline = time.monotonic() + 120
+        # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200 MB);
+        # together they exceed the 256 MiB the service may use.
+        batches = [_image_batch(minion, f"round{n}", 4) for n in range(2)]
+        # The stand-in also checks its own memory, once a minute from its start, as
+        # upstream's app does (THUMBNAIL_MEMORY_LIMIT); the guard samples every second.
+        # Start the load just after the stand-in's check, so that what restarts the
+        # service within the next 40 s is the guard.
+        deadline = _after_own_memory_check(minion, before["pid"]) + 40
+        own_exits = minion.read_file(STANDIN_LOG).count("exiting for restart")
         rounds = 0
         while _service(minion)["restarts"] == before["restarts"] and time.monotonic() < deadline:
-            # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200
-            # MB); together they exceed the 256 MiB the service may use.
-            paths = _image_batch(minion, f"round{rounds}", 4)
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda p: _get(ip, p, timeout=60).status_code, paths))
+                list(pool.map(_get_quietly(ip), batches[rounds % 2]))
             rounds += 1
-            time.sleep(2)
+            time.sleep(1)
         assert _service(minion)["restarts"] > before["restarts"], f"no restart in {rounds} rounds"
         while _service(minion)["pid"] == 0 and time.monotonic() < deadline + 30:
             time.sleep(0.5)  # RestartSec
@@ -264,6 +354,7 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
         guard_log = minion.run(["journalctl", "-u", GUARD, "--no-pager", "-o", "cat"]).stdout
         assert f"main PID {before['pid']} use" in guard_log
         assert "above the limit of 256 MiB" in guard_log
+        assert minion.read_file(STANDIN_LOG).count("exiting for restart") == own_exits
         # Restart= brought it back, under jemalloc, serving again.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -280,7 +371,7 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
         minion.run(["sh", "-c", f"rm -f {SOURCES}/round*.png"])
         result, summary = _apply(lab)
         assert summary.succeeded, summary
-    assert _service(minion)["memory_max"] == str(2048 * 1024 * 1024)
+    assert _service(minion)["memory_max"] == str(MEMORY_LIMIT * 1024 * 1024)
 
 
 def _snapshot(minion) -> dict:

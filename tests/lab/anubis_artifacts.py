@@ -40,6 +40,12 @@ VERSION = "1.27.0"
 ARCH = "amd64"
 PROJECT = "TecharoHQ/anubis"
 STANDIN = pathlib.Path(__file__).with_name("anubis_standin.py")
+# The opskit rule modules the stand-in imports (Go regexp syntax, upstream's policy rules),
+# shipped beside it in lib/anubis-standin/ (the program looks there first).
+RULE_MODULES = tuple(
+    pathlib.Path(__file__).resolve().parents[2] / "_utils" / name
+    for name in ("opskit_goregexp.py", "opskit_anubis_policy.py")
+)
 
 DEB_ASSET = f"anubis_{VERSION}_{ARCH}.deb"
 TARBALL_ASSET = f"anubis-{VERSION}-linux-{ARCH}.tar.gz"
@@ -141,26 +147,23 @@ def _ar(members: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
+def _rule_modules(directory: str) -> dict[str, tuple[bytes, int]]:
+    return {f"{directory}/{path.name}": (path.read_bytes(), 0o644) for path in RULE_MODULES}
+
+
 def build_deb() -> bytes:
-    program = STANDIN.read_bytes()
-    data = _tar(
-        {
-            "usr/bin/anubis": (program, 0o755),
-            "usr/lib/systemd/system/anubis@.service": (UNIT.encode(), 0o644),
-            "etc/anubis/default.env": (DEFAULT_ENV.encode(), 0o644),
-            "usr/share/doc/anubis/README.opskit-lab-stand-in": (NOTICE.encode(), 0o644),
-        },
-        prefix="./",
-    )
+    files = {
+        "usr/bin/anubis": (STANDIN.read_bytes(), 0o755),
+        "usr/lib/systemd/system/anubis@.service": (UNIT.encode(), 0o644),
+        "etc/anubis/default.env": (DEFAULT_ENV.encode(), 0o644),
+        "usr/share/doc/anubis/README.opskit-lab-stand-in": (NOTICE.encode(), 0o644),
+        **_rule_modules("usr/lib/anubis-standin"),
+    }
+    data = _tar(files, prefix="./")
     md5sums = "".join(
         f"{hashlib.md5(content, usedforsecurity=False).hexdigest()}  {path}\n"
-        for path, content in sorted(
-            {
-                "usr/bin/anubis": program,
-                "usr/lib/systemd/system/anubis@.service": UNIT.encode(),
-                "usr/share/doc/anubis/README.opskit-lab-stand-in": NOTICE.encode(),
-            }.items()
-        )
+        for path, (content, _) in sorted(files.items())
+        if not path.startswith("etc/")
     )
     control = _tar(
         {
@@ -178,6 +181,7 @@ def build_tarball() -> bytes:
     return _tar(
         {
             "bin/anubis": (STANDIN.read_bytes(), 0o755),
+            **_rule_modules("lib/anubis-standin"),
             "run/anubis@.service": (UNIT.encode(), 0o644),
             "run/default.env": (DEFAULT_ENV.encode(), 0o644),
             "doc/VERSION": (f"{VERSION}\n".encode(), 0o644),

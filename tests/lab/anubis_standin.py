@@ -9,49 +9,60 @@ opskit ``anubis`` formula still has to be exercised for real: its install path
 (upstream's ``anubis@.service`` template, ``DynamicUser=``, ``StateDirectory=``,
 ``LoadCredential=``), its env and policy files, and the nginx configuration in front.
 So the lab mirror serves this program packaged under upstream's asset names
-(``tests/lab/artifacts.py``), and the formula installs and runs it exactly as it would
-install and run Anubis.
+(``tests/lab/anubis_artifacts.py``), and the formula installs and runs it exactly as it
+would install and run Anubis.
 
-What it implements (facts read from upstream v1.27.0: ``cmd/anubis/main.go``,
-``lib/anubis.go``, ``lib/http.go``, ``internal/headers.go``, ``lib/metrics/metrics.go``,
-``lib/config/config.go``, ``lib/store/bbolt/factory.go``, ``docs/docs/admin/``):
+Every behaviour below was read from upstream v1.27.0 (the file is named next to the
+code that imitates it) and is kept as strict as upstream's:
 
-- configuration from the same environment variables (``BIND``, ``BIND_NETWORK``,
-  ``TARGET``, ``METRICS_BIND``, ``POLICY_FNAME``, ``ED25519_PRIVATE_KEY_HEX`` /
-  ``ED25519_PRIVATE_KEY_HEX_FILE``, ``COOKIE_*``, ``REDIRECT_DOMAINS``, ``DIFFICULTY``,
-  ``SERVE_ROBOTS_TXT``, ``XFF_STRIP_PRIVATE``, ``CUSTOM_REAL_IP_HEADER``,
-  ``USE_REMOTE_ADDRESS``, ``JWT_RESTRICTION_HEADER``), with upstream's defaults and its
-  fatal start-up errors (both key variables set, a key that is not 32 hex bytes, an
-  unreadable key file, an invalid policy, a bbolt path whose directory is not writable);
-- the policy file (YAML or JSON): ``bots`` with ``user_agent_regex``, ``path_regex``
-  (``X-Original-URI`` in subrequest mode), ``headers_regex``, ``remote_addresses`` and
-  the actions ALLOW / DENY / CHALLENGE / WEIGH; ``thresholds`` on ``weight``;
-  ``status_codes``; ``store`` (``memory``, or ``bbolt`` with its exclusive file lock);
-- ``/.within.website/x/cmd/anubis/api/check`` (subrequest mode): 200 for a request that
-  passes, 401 when a challenge is needed, the DENY status code for a denied request;
-- the challenge page, ``.../api/pass-challenge`` (a sha256 proof of work), the signed
-  pass cookie bound to ``X-Real-IP`` (``JWT_RESTRICTION_HEADER``), and the redirect
-  back to ``redir``;
-- reverse-proxy mode (``TARGET`` set) with upstream's ``X-Forwarded-For`` handling:
-  flatten to one address, always strip loopback/link-local/CGNAT, strip RFC 1918 unless
-  ``XFF_STRIP_PRIVATE=false``;
-- the metrics listener (``METRICS_BIND``): ``/metrics`` (Prometheus text) and ``/healthz``.
+- configuration from the same environment variables and defaults (``cmd/anubis/main.go``),
+  with upstream's fatal start-up errors: both key variables set, a key that is not 32
+  hex bytes, an unreadable key file, COOKIE_DOMAIN with COOKIE_DYNAMIC_DOMAIN, a
+  REDIRECT_DOMAINS entry Go's ``url.Parse`` refuses, an invalid policy;
+- the policy file, checked as ``lib/config/config.go`` / ``threshold.go`` do (shared with
+  the formula: ``opskit_anubis_policy.py``), regexes in Go's RE2 syntax
+  (``opskit_goregexp.py``), CIDRs as ``netip.ParsePrefix`` reads them, ``.*`` header
+  rules meaning "header present" (``lib/policy/checker.go``), WEIGH rules and
+  thresholds, upstream's default threshold when none is given;
+- path rules in subrequest mode: ``X-Original-URI``, else ``X-Forwarded-URI``, else the
+  request path (``lib/policy/checker.go`` PathChecker);
+- cookies named ``<COOKIE_PREFIX>-auth`` / ``-cookie-verification`` (prefix
+  ``techaro.lol-anubis``) plus the settings-hash suffix, with ``Partitioned``,
+  ``SameSite`` and ``Expires`` as Go's ``http.SetCookie`` writes them (``lib/http.go``);
+- the challenge page: ``anubis_challenge`` JSON with ``rules`` and ``challenge``
+  (``web/index.go``), gzip'd for clients that accept gzip, and one render in 64 refused
+  with a 500 for clients that do not (``lib/http.go`` RenderIndex);
+- ``pass-challenge`` in upstream's order (``lib/anubis.go`` PassChallenge, proof of work
+  from ``lib/challenge/proofofwork/proofofwork.go``): redirect checks, the verification
+  cookie, the challenge, ``nonce``, ``elapsedTime`` and ``response`` all required;
+- redirect domains compared as host[:port] with globs (``lib/http.go``
+  matchRedirectDomain, ``internal/glob``);
+- the bbolt store's exclusive lock: a second process opening the same database waits
+  for it (bbolt ``Open`` with no timeout retries ``flock`` every 50 ms), so it never
+  starts serving (``lib/store/bbolt/factory.go``, go.etcd.io/bbolt ``bolt_unix.go``);
+- subrequest mode (``/.within.website/x/cmd/anubis/api/check``: 200, 401, or the DENY
+  status), reverse-proxy mode with upstream's ``X-Forwarded-For`` handling
+  (``internal/headers.go``), the metrics listener's ``/metrics`` and ``/healthz``.
 
-What it does not do: the browser JavaScript, CEL ``expression`` rules, ``import`` of
-upstream's bundled rule sets, DNSBL/Thoth lookups, valkey/s3 stores, Unix sockets. Its
-pass cookie is an HS256 token keyed with the configured Ed25519 seed (Python's standard
-library has no Ed25519); the key handling around it is upstream's. Anything it does not
-implement is refused at start-up, so a test can never pass by accident.
+What it does not do: the browser JavaScript, CEL ``expression`` rules (thresholds: only
+``weight <op> <number>``), ``import`` of upstream's bundled rule sets, the metarefresh
+and preact challenges, DNSBL/Thoth, valkey/s3 stores, Unix sockets, ``\\p{...}`` regex
+classes. Its pass cookie is an HS256 token keyed with the configured Ed25519 seed
+(Python's standard library has no Ed25519); its bbolt "database" is a JSON file. What
+it does not implement is refused at start-up, so a test can never pass by accident.
 
 Run: ``anubis`` (configured by environment), ``anubis --version``, ``anubis --healthcheck``.
-Only the Python standard library and python3-yaml are used.
+Only the Python standard library, python3-yaml and the two opskit rule modules shipped
+beside it (``../lib/anubis-standin/``) are used.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import fcntl
+import gzip
 import hashlib
 import hmac
 import html
@@ -60,6 +71,8 @@ import http.server
 import ipaddress
 import json
 import os
+import pathlib
+import random
 import re
 import secrets
 import signal
@@ -72,12 +85,20 @@ from typing import ClassVar
 
 import yaml  # python3-yaml, the package's one dependency
 
+# The rule modules: beside the program when packaged (bin/../lib/anubis-standin), the
+# repository's _utils when the tests import this file.
+_HERE = pathlib.Path(__file__).resolve().parent
+for _lib in (_HERE.parent / "lib" / "anubis-standin", _HERE.parents[1] / "_utils"):
+    if (_lib / "opskit_goregexp.py").exists() and str(_lib) not in sys.path:
+        sys.path.insert(0, str(_lib))
+import opskit_anubis_policy  # noqa: E402
+import opskit_goregexp  # noqa: E402
+
 VERSION = "1.27.0"
 STANDIN_NOTE = "opskit lab stand-in; not Anubis"
 API_PREFIX = "/.within.website/x/cmd/anubis/api/"
 STATIC_PREFIX = "/.within.website/x/cmd/anubis/"
 CHALLENGE_PATH = "/.within.website/"
-RULES = ("ALLOW", "DENY", "CHALLENGE", "WEIGH", "DEBUG_BENCHMARK")
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -94,14 +115,31 @@ CGNAT = ipaddress.ip_network("100.64.0.0/10")
 PRIVATE = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
+# net/http's SameSite values (SameSiteDefaultMode = 1 ...), as hashed into cookie names.
+SAME_SITE = {"default": 1, "lax": 2, "strict": 3, "none": 4}
+# proofofwork.go registers these two; metarefresh and preact are not implemented here.
+ALGORITHMS = ("fast", "slow")
 
 
 def is_private(addr) -> bool:
     return any(addr.version == net.version and addr in net for net in PRIVATE)
 
 
+def random_chance(n: int) -> bool:
+    """lib/http.go randomChance: true one time in n."""
+    return random.randrange(n) == 0
+
+
 class Fatal(Exception):
     """A start-up error: logged, then the process exits 1 (upstream: log.Fatalf)."""
+
+
+class Reply(Exception):
+    """Raised by request handling to answer at once (upstream: respondWithStatus/Error)."""
+
+    def __init__(self, status: int, title: str, text: str, headers=()):
+        super().__init__(f"{status} {text}")
+        self.status, self.body, self.headers = status, page(title, text), list(headers)
 
 
 # Logging: one JSON object per line on stderr, like upstream's slog handler. -----------
@@ -129,6 +167,8 @@ def env_str(name: str, default: str) -> str:
 
 
 class Settings:
+    """cmd/anubis/main.go flags (each settable by its upper-case env variable)."""
+
     def __init__(self):
         self.bind = env_str("BIND", ":8923")
         self.bind_network = env_str("BIND_NETWORK", "tcp")
@@ -141,13 +181,27 @@ class Settings:
         self.hs512_secret = env_str("HS512_SECRET", "")
         self.cookie_domain = env_str("COOKIE_DOMAIN", "")
         self.cookie_dynamic_domain = env_bool("COOKIE_DYNAMIC_DOMAIN", False)
-        self.cookie_prefix = env_str("COOKIE_PREFIX", "anubis-cookie")
+        if self.cookie_domain and self.cookie_dynamic_domain:
+            raise Fatal("you can't set COOKIE_DOMAIN and COOKIE_DYNAMIC_DOMAIN at the same time")
+        self.cookie_prefix = env_str("COOKIE_PREFIX", "techaro.lol-anubis")
+        self.cookie_partitioned = env_bool("COOKIE_PARTITIONED", True)
         self.cookie_secure = env_bool("COOKIE_SECURE", True)
         self.cookie_http_only = env_bool("COOKIE_HTTP_ONLY", False)
+        same_site = env_str("COOKIE_SAME_SITE", "None")
+        if same_site.lower() not in SAME_SITE:
+            raise Fatal(
+                f"invalid cookie same-site mode: {same_site}, valid values are None, Lax, "
+                "Strict, and Default"
+            )
+        self.cookie_same_site = SAME_SITE[same_site.lower()]
         self.cookie_expiration = parse_duration(env_str("COOKIE_EXPIRATION_TIME", "168h"))
-        self.redirect_domains = [
-            d.strip() for d in env_str("REDIRECT_DOMAINS", "").split(",") if d.strip()
-        ]
+        self.redirect_domains = []
+        raw = env_str("REDIRECT_DOMAINS", "")
+        for domain in raw.split(",") if raw else []:
+            problem = opskit_anubis_policy.redirect_domain_problem(domain)
+            if problem:
+                raise Fatal(f'cannot parse redirect-domain "{domain}": parse "{domain}": {problem}')
+            self.redirect_domains.append(domain.strip())
         try:
             self.difficulty = int(env_str("DIFFICULTY", "4"))
         except ValueError as err:
@@ -159,6 +213,8 @@ class Settings:
         self.jwt_restriction_header = env_str("JWT_RESTRICTION_HEADER", "X-Real-IP")
         self.socket_mode = env_str("SOCKET_MODE", "0770")
         self.base_prefix = env_str("BASE_PREFIX", "")
+        if self.base_prefix:
+            raise Fatal("BASE_PREFIX is not implemented by the opskit lab stand-in")
 
     @property
     def subrequest_mode(self) -> bool:
@@ -217,6 +273,8 @@ def key_from_hex(value: str, context: str) -> bytes:
 
 
 # Policy --------------------------------------------------------------------------------
+# data/botPolicies.yaml is upstream's default; a few of its rules, for a run without a
+# policy file (the formula always writes one).
 DEFAULT_POLICY = {
     "bots": [
         {"name": "well-known", "path_regex": "^/.well-known/.*$", "action": "ALLOW"},
@@ -225,154 +283,169 @@ DEFAULT_POLICY = {
         {"name": "generic-browser", "user_agent_regex": "Mozilla", "action": "CHALLENGE"},
     ]
 }
+# lib/config/threshold.go DefaultThresholds, used when a policy has no thresholds.
+DEFAULT_THRESHOLDS = [
+    {
+        "name": "legacy-anubis-behaviour",
+        "expression": "weight > 0",
+        "action": "CHALLENGE",
+        "challenge": {"algorithm": "fast", "difficulty": 4},
+    }
+]
+
+
+def _compile(pattern: str, where: str):
+    """A policy regex, trimmed as lib/policy/checker.go does, as a Python pattern."""
+    try:
+        return re.compile(opskit_goregexp.to_python(pattern.strip()))
+    except opskit_goregexp.Unsupported as err:
+        raise Fatal(f"{where}: {err} (not implemented by the opskit lab stand-in)") from err
+
+
+def _challenge(spec, difficulty: int) -> dict:
+    """lib/policy/policy.go: no block means fast at the default difficulty; a block
+    without an algorithm means fast."""
+    if spec is None:
+        return {"algorithm": "fast", "difficulty": difficulty}
+    challenge = {
+        "algorithm": spec.get("algorithm") or "fast",
+        "difficulty": spec.get("difficulty", 0),
+    }
+    if challenge["algorithm"] not in ALGORITHMS:
+        raise Fatal(
+            f"challenge algorithm {challenge['algorithm']!r} is not implemented by the opskit "
+            "lab stand-in"
+        )
+    return challenge
 
 
 class Rule:
-    def __init__(self, spec: dict, index: int, subrequest: bool, difficulty: int):
-        if not isinstance(spec, dict):
-            raise Fatal(f"bot {index}: must be a mapping")
-        for unsupported in ("import", "expression"):
+    """One bot rule (lib/policy/policy.go ParseConfig, lib/policy/checker.go)."""
+
+    def __init__(self, spec: dict, subrequest: bool, difficulty: int):
+        for unsupported in ("import", "expression", "asns", "geoip"):
             if unsupported in spec:
                 raise Fatal(
-                    f"bot {index}: {unsupported!r} is not implemented by the opskit lab stand-in"
+                    f"bot {spec.get('name')!r}: {unsupported!r} is not implemented by the "
+                    "opskit lab stand-in"
                 )
-        self.name = spec.get("name") or ""
-        self.action = spec.get("action") or ""
+        self.name = spec["name"]
+        self.action = spec["action"]
         self.checks = []
-        errors = self._validate(spec)
-        weight = spec.get("weight") or {}
-        self.adjust = int(weight.get("adjust", 0)) if isinstance(weight, dict) else 0
-        challenge = spec.get("challenge") or {}
-        self.difficulty = int(challenge.get("difficulty", difficulty))
-        self.algorithm = challenge.get("algorithm", "fast")
+        where = f"bot {self.name}"
+        if spec.get("remote_addresses"):
+            nets = [opskit_anubis_policy.parse_prefix(c) for c in spec["remote_addresses"]]
+            self.checks.append(("cidr", None, nets))
+        if spec.get("user_agent_regex") is not None:
+            self.checks.append(("header", "User-Agent", _compile(spec["user_agent_regex"], where)))
+        if spec.get("path_regex") is not None:
+            self.checks.append(("path", None, _compile(spec["path_regex"], where)))
+        for header, expr in (spec.get("headers_regex") or {}).items():
+            if expr == ".*":  # NewHeadersChecker: ".*" means the header is present
+                self.checks.append(("exists", header.strip(), None))
+            else:
+                self.checks.append(("header", header, _compile(str(expr), where)))
+        self.adjust = int((spec.get("weight") or {"adjust": 5}).get("adjust", 0))
+        self.challenge = _challenge(spec.get("challenge"), difficulty)
         self.subrequest = subrequest
-        if errors:
-            raise Fatal(f"bot {index}: " + "; ".join(errors))
         self.hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-    def _validate(self, spec: dict) -> list[str]:
-        """lib/config/config.go BotConfig.Valid, for the matchers the stand-in knows."""
-        errors = []
-        if not self.name:
-            errors.append("config.Bot: must set name")
-        if self.action not in RULES:
-            errors.append(f"config.Bot: unknown action {self.action!r}")
-        ua, path = spec.get("user_agent_regex"), spec.get("path_regex")
-        headers, cidrs = spec.get("headers_regex") or {}, spec.get("remote_addresses") or []
-        if ua is None and path is None and not headers and not cidrs:
-            errors.append(
-                "config.Bot: must set one of user_agent_regex, path_regex, headers_regex, "
-                "remote_addresses, expression, or Thoth keyword"
-            )
-        if ua is not None and path is not None:
-            errors.append("config.Bot: must set either user_agent_regex, path_regex, and not both")
-        try:
-            if ua is not None:
-                self.checks.append(("header", "User-Agent", re.compile(ua.strip())))
-            if path is not None:
-                self.checks.append(("path", None, re.compile(path.strip())))
-            for header, expr in headers.items():
-                self.checks.append(("header", header, re.compile(str(expr).strip())))
-            if cidrs:
-                nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-                self.checks.append(("cidr", None, nets))
-        except (re.error, ValueError) as err:
-            errors.append(f"config.Bot: invalid rule: {err}")
-        return errors
 
     def matches(self, handler: Handler) -> bool:
         for kind, header, test in self.checks:
             if kind == "header":
                 if not test.search(handler.headers.get(header, "")):
                     return False
+            elif kind == "exists":
+                if not handler.headers.get(header):
+                    return False
             elif kind == "path":
-                # lib/policy/checker.go: in subrequest mode X-Original-URI is checked first
-                original = handler.headers.get("X-Original-Uri", "") if self.subrequest else ""
-                candidates = [urllib.parse.urlsplit(original).path] if original else []
-                candidates.append(urllib.parse.urlsplit(handler.path).path)
-                if not any(test.search(p) for p in candidates):
+                if not self._path_matches(handler, test):
                     return False
             elif kind == "cidr":
-                try:
-                    addr = ipaddress.ip_address(handler.headers.get("X-Real-Ip", ""))
-                except ValueError:
-                    return False
-                if not any(addr in net for net in test):
+                addr = ipaddress.ip_address(handler.headers.get("X-Real-Ip", ""))
+                if addr.version == 6 and addr.ipv4_mapped:
+                    addr = addr.ipv4_mapped
+                if not any(addr.version == net.version and addr in net for net in test):
                     return False
         return True
+
+    def _path_matches(self, handler: Handler, test) -> bool:
+        """PathChecker.Check: in subrequest mode X-Original-Uri, else X-Forwarded-Uri
+        (parsed as a request URI when possible), then the request's own path."""
+        if self.subrequest:
+            original = handler.headers.get("X-Original-Uri") or handler.headers.get(
+                "X-Forwarded-Uri", ""
+            )
+            if original:
+                if original.startswith("/") or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", original):
+                    original = urllib.parse.urlsplit(original).path
+                if test.search(original):
+                    return True
+        return bool(test.search(urllib.parse.urlsplit(handler.path).path))
 
 
 class Threshold:
     EXPR = re.compile(r"^\s*weight\s*(<=|>=|==|!=|<|>)\s*(-?\d+)\s*$")
 
-    def __init__(self, spec: dict, index: int, difficulty: int):
-        self.name = spec.get("name") or f"threshold-{index}"
-        self.action = spec.get("action")
-        if self.action not in RULES:
-            raise Fatal(f"threshold {index}: unknown action {self.action!r}")
-        self.expression = spec.get("expression")
-        self._compile(self.expression, index)
-        challenge = spec.get("challenge") or {}
-        self.difficulty = int(challenge.get("difficulty", difficulty))
-        self.algorithm = challenge.get("algorithm", "fast")
+    def __init__(self, spec: dict, difficulty: int):
+        self.name = spec["name"]
+        self.action = spec["action"]
+        self.expression = spec["expression"]
+        self._compile(self.expression)
+        self.challenge = spec.get("challenge") or {}
+        if self.name == "legacy-anubis-behaviour":
+            self.challenge = {**self.challenge, "difficulty": difficulty}
         self.hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _compile(self, expr, index):
-        if isinstance(expr, str):
-            if not self.EXPR.match(expr):
+    def _compile(self, expr):
+        for sub in (
+            [expr] if isinstance(expr, str) else [*expr.get("all", []), *expr.get("any", [])]
+        ):
+            if not self.EXPR.match(sub):
                 raise Fatal(
-                    f"threshold {index}: the opskit lab stand-in only evaluates "
-                    f"'weight <op> <number>' expressions, not {expr!r}"
+                    f"threshold {self.name}: the opskit lab stand-in only evaluates "
+                    f"'weight <op> <number>' expressions, not {sub!r}"
                 )
-        elif isinstance(expr, dict) and set(expr) <= {"all", "any"} and expr:
-            for sub in [*expr.get("all", []), *expr.get("any", [])]:
-                self._compile(sub, index)
-        else:
-            raise Fatal(f"threshold {index}: invalid expression {expr!r}")
 
-    def holds(self, weight: int, expr=None) -> bool:
-        expr = self.expression if expr is None else expr
-        if isinstance(expr, str):
-            op, number = self.EXPR.match(expr).groups()
+    def holds(self, weight: int) -> bool:
+        expr = self.expression
+        subs = [expr] if isinstance(expr, str) else expr.get("all") or expr.get("any")
+        results = []
+        for sub in subs:
+            op, number = self.EXPR.match(sub).groups()
             number = int(number)
-            return {
-                "<": weight < number,
-                "<=": weight <= number,
-                ">": weight > number,
-                ">=": weight >= number,
-                "==": weight == number,
-                "!=": weight != number,
-            }[op]
-        if "all" in expr:
-            return all(self.holds(weight, e) for e in expr["all"])
-        return any(self.holds(weight, e) for e in expr["any"])
+            results.append(
+                {
+                    "<": weight < number,
+                    "<=": weight <= number,
+                    ">": weight > number,
+                    ">=": weight >= number,
+                    "==": weight == number,
+                    "!=": weight != number,
+                }[op]
+            )
+        return any(results) if isinstance(expr, dict) and "any" in expr else all(results)
 
 
 class Policy:
     def __init__(self, data: dict, cfg: Settings):
-        if not isinstance(data, dict):
-            raise Fatal("config is not valid: the policy document must be a mapping")
-        bots = data.get("bots") or []
-        if not bots:
-            raise Fatal("config is not valid: config: must define at least one (1) bot rule")
-        self.rules = [Rule(b, i, cfg.subrequest_mode, cfg.difficulty) for i, b in enumerate(bots)]
+        problems = opskit_anubis_policy.policy_problems(data, "config")
+        if problems:
+            raise Fatal(
+                "config is not valid:\n" + "\n".join(f"{where}: {what}" for where, what in problems)
+            )
+        self.rules = [Rule(b, cfg.subrequest_mode, cfg.difficulty) for b in data["bots"]]
         self.thresholds = [
-            Threshold(t, i, cfg.difficulty) for i, t in enumerate(data.get("thresholds") or [])
+            Threshold(t, cfg.difficulty) for t in data.get("thresholds") or DEFAULT_THRESHOLDS
         ]
         codes = data.get("status_codes") or {}
         self.challenge_status = int(codes.get("CHALLENGE", 200))
         self.deny_status = int(codes.get("DENY", 200))
-        for label, code in (("challenge", self.challenge_status), ("deny", self.deny_status)):
-            if not 100 <= code <= 599:
-                raise Fatal(
-                    "config is not valid: status codes not valid: config.StatusCode: status "
-                    f"code not valid, must be between 100 and 599: {label} is {code}"
-                )
         if data.get("dnsbl"):
             log("WARN", "dnsbl is set; the opskit lab stand-in does not query DNS blocklists")
         self.metrics = data.get("metrics")
-        store = data.get("store") or {"backend": "memory"}
-        self.store = Store.open(store)
+        self.default_difficulty = cfg.difficulty
+        self.store = Store.open(data.get("store") or {"backend": "memory"})
 
     def check(self, handler: Handler):
         """(name, action, rule-ish) for the request, as lib/anubis.go check() decides."""
@@ -398,7 +471,10 @@ class Policy:
 
 
 class Store:
-    """memory, or a file at the bbolt path held under an exclusive lock."""
+    """memory, or bbolt: a database file held under an exclusive flock for as long as
+    the process runs (here JSON inside, not bbolt's format)."""
+
+    LOCK_RETRY = 0.05  # bbolt bolt_unix.go flock: retry every 50 ms, forever (no timeout)
 
     def __init__(self):
         self.data: dict[str, dict] = {}
@@ -415,19 +491,33 @@ class Store:
         if backend != "bbolt":
             raise Fatal(f"store backend {backend!r} is not implemented by the opskit lab stand-in")
         path = (spec.get("parameters") or {}).get("path") or ""
-        if not path:
-            raise Fatal("config is not valid: bbolt: path is missing from config")
-        directory = os.path.dirname(path) or "."
-        if not os.access(directory, os.W_OK):
-            raise Fatal(f"config is not valid: bbolt: can't write to path {directory}")
+        # lib/store/bbolt/factory.go Config.Valid: the directory must take a test file
+        probe = os.path.join(os.path.dirname(path) or ".", ".test-file")
         try:
-            store.handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
-            os.chmod(path, 0o600)
-            fcntl.flock(store.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            os.chmod(probe, 0o600)
+        except OSError as err:
+            raise Fatal("config is not valid: bbolt: can't write to path") from err
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as err:
             raise Fatal(f"can't open bbolt database {path}: {err}") from err
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log("INFO", "waiting for the bbolt database lock", path=path)
+                    waited = True
+                time.sleep(cls.LOCK_RETRY)
+        store.handle = os.fdopen(fd, "r+", encoding="utf-8")
         store.path = path
-        store.handle.seek(0)
         with contextlib.suppress(ValueError):
             store.data = json.loads(store.handle.read() or "{}")
         return store
@@ -576,7 +666,10 @@ def verify(key: bytes, token: str) -> dict | None:
         claims = json.loads(unb64(body))
     except (ValueError, json.JSONDecodeError):
         return None
-    if claims.get("exp", 0) < time.time():
+    # jwt.WithExpirationRequired; nbf is checked when present (golang-jwt)
+    if not isinstance(claims, dict) or claims.get("exp", 0) < time.time():
+        return None
+    if claims.get("nbf", 0) > time.time():
         return None
     return claims
 
@@ -624,10 +717,33 @@ class App:
         self.cfg = cfg
         self.policy = policy
         self.key = key
-        self.cookie_name = f"{cfg.cookie_prefix}-auth"
-        self.test_cookie_name = f"{cfg.cookie_prefix}-cookie-verification"
+        # main.go: CookieName = COOKIE_PREFIX + "-auth", TestCookieName = COOKIE_PREFIX +
+        # "-cookie-verification"; lib/http.go adds the settings suffix
+        self.cookie_name = self.suffixed(f"{cfg.cookie_prefix}-auth")
+        self.test_cookie_name = self.suffixed(f"{cfg.cookie_prefix}-cookie-verification")
         target = cfg.target.strip()
         self.target = urllib.parse.urlsplit(target) if target else None
+
+    def suffixed(self, base: str) -> str:
+        """lib/http.go cookieName: base + "-" + the first 4 bytes (hex) of the sha256 of
+        the cookie settings, so cookies written under other settings are ignored."""
+        cfg = self.cfg
+
+        def go_bool(value):
+            return "true" if value else "false"
+
+        settings = "|".join(
+            (
+                go_bool(cfg.cookie_http_only),
+                go_bool(cfg.cookie_secure),
+                go_bool(cfg.cookie_partitioned),
+                str(cfg.cookie_same_site),
+                cfg.cookie_domain,
+                go_bool(cfg.cookie_dynamic_domain),
+                cfg.base_prefix,
+            )
+        )
+        return f"{base}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
 
     # Routing (lib/config.go New, lib/http.go ServeHTTP) -------------------------------
     def dispatch(self, h: Handler) -> None:
@@ -645,15 +761,18 @@ class App:
                 h.respond(200, "User-agent: *\nDisallow: /\n", "text/plain; charset=utf-8")
             else:
                 self.serve_check(h, status_only=False)
+        except Reply as reply:
+            h.discard_body()
+            h.respond(reply.status, reply.body, headers=reply.headers)
         except ValueError as err:
             log("ERROR", "check failed", err=str(err))
             h.discard_body()
-            h.respond(500, f"Internal Server Error: {html.escape(str(err))}\n")
+            h.respond(500, page("Oh noes!", f'Internal Server Error "maybeReverseProxy": {err}'))
         except (BrokenPipeError, ConnectionResetError):
             pass
 
     def serve_check(self, h: Handler, status_only: bool) -> None:
-        """lib/anubis.go maybeReverseProxy."""
+        """lib/anubis.go maybeReverseProxy and checkRules."""
         name, action, rule = self.policy.check(h)
         METRICS.inc("anubis_policy_results", rule=name, action=action)
         h.headers["X-Anubis-Rule"] = name
@@ -665,31 +784,36 @@ class App:
             code = rule.hash if rule else "default"
             return h.respond(
                 self.policy.deny_status,
-                page("Access Denied", f"Access Denied: error code {code}"),
-                headers=[("Set-Cookie", self.clear_cookie())],
+                page("Oh noes!", f"Access Denied: error code {code}"),
+                headers=[("Set-Cookie", self.clear_cookie(self.cookie_name))],
             )
         if action == "DEBUG_BENCHMARK":
             h.discard_body()
-            return h.respond(200, page("Benchmark", "benchmark page (stand-in)"))
+            return h.respond(200, page("Benchmarking Anubis!", "benchmark page (stand-in)"))
         # CHALLENGE
         if self.cookie_valid(h, rule):
             h.headers["X-Anubis-Status"] = "PASS"
             return self.next(h, status_only)
         h.discard_body()
+        clear = ("Set-Cookie", self.clear_cookie(self.cookie_name))
         if status_only:
             # RenderIndex with returnHTTPStatusOnly and no PUBLIC_URL
-            return h.respond(401, "Authorization required", "text/plain; charset=utf-8")
-        return self.render_challenge(h, name, rule)
+            return h.respond(401, "Authorization required", "text/plain; charset=utf-8", [clear])
+        return self.render_challenge(h, rule, clear)
+
+    def cookie_value(self, h: Handler, name: str) -> str | None:
+        for part in h.headers.get("Cookie", "").split(";"):
+            cname, sep, value = part.strip().partition("=")
+            if sep and cname == name:
+                return value
+        return None
 
     def cookie_valid(self, h: Handler, rule) -> bool:
-        claims = None
-        for part in h.headers.get("Cookie", "").split(";"):
-            cname, _, value = part.strip().partition("=")
-            if cname == self.cookie_name:
-                claims = verify(self.key, value)
+        value = self.cookie_value(h, self.cookie_name)
+        claims = verify(self.key, value) if value is not None else None
         if not claims:
             return False
-        if rule is not None and claims.get("policyRule") != rule.hash:
+        if claims.get("policyRule") != (rule.hash if rule is not None else ""):
             return False
         header = self.cfg.jwt_restriction_header
         if header:
@@ -700,129 +824,189 @@ class App:
 
     def next(self, h: Handler, status_only: bool) -> None:
         """lib/http.go ServeHTTPNext."""
+        if status_only or self.target is None:
+            h.discard_body()
         if status_only:
-            h.discard_body()
-            return h.respond(200, "", "text/plain; charset=utf-8")
-        if self.target is None:
-            h.discard_body()
+            h.respond(200, "", "text/plain; charset=utf-8")
+        elif self.target is not None:
+            self.proxy(h)
+        else:
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)
             redir = (query.get("redir") or [""])[0]
+            parsed = urllib.parse.urlsplit(redir)
+            if (parsed.scheme and not parsed.netloc and not parsed.path.startswith("/")) or (
+                not parsed.scheme and redir.startswith("//")
+            ):
+                raise Reply(400, "Oh noes!", "Invalid redirect")
+            self.check_redirect(parsed, domain_status=400)
             if redir:
-                problem = self.redirect_problem(redir)
-                if problem:
-                    return h.respond(400, page("Error", problem))
-                return h.respond(302, "", headers=[("Location", redir)])
-            return h.respond(200, page("OK", "You are not a bot!"))
-        return self.proxy(h)
+                h.respond(302, "", headers=[("Location", redir)])
+            else:
+                h.respond(200, page("OK", "You are not a bot!"))
 
-    def redirect_problem(self, redir: str) -> str:
-        parsed = urllib.parse.urlsplit(redir)
-        if parsed.scheme not in ("", "http", "https") or (
-            not parsed.scheme and redir.startswith("//")
-        ):
-            return "Invalid redirect"
-        host = (parsed.hostname or "").lower()
+    def check_redirect(self, parsed, domain_status: int) -> None:
+        """The scheme (http, https or none) and the host *with its port* against
+        REDIRECT_DOMAINS (lib/http.go matchRedirectDomain)."""
+        if parsed.scheme not in ("", "http", "https"):
+            raise Reply(400, "Oh noes!", "Invalid redirect")
         if (
-            host
+            parsed.netloc
             and self.cfg.redirect_domains
-            and host not in [d.lower() for d in self.cfg.redirect_domains]
+            and not opskit_anubis_policy.match_redirect_domain(
+                self.cfg.redirect_domains, parsed.netloc
+            )
         ):
-            return "Redirect domain not allowed"
-        return ""
+            raise Reply(domain_status, "Oh noes!", "Redirect domain not allowed")
 
     # Challenge -------------------------------------------------------------------------
-    def render_challenge(self, h: Handler, rule_name: str, rule) -> None:
-        difficulty = rule.difficulty if rule is not None else self.cfg.difficulty
+    def render_challenge(self, h: Handler, rule, clear) -> None:
+        """lib/http.go RenderIndex (not status-only) and lib/anubis.go issueChallenge."""
+        accepts_gzip = "gzip" in h.headers.get("Accept-Encoding", "")
+        if not accepts_gzip and random_chance(64):
+            log("ERROR", "client was given a challenge but does not support gzip compression")
+            raise Reply(500, "Oh noes!", "Your browser is too old to be supported.", [clear])
+        rules = dict(getattr(rule, "challenge", None) or {})
+        rules.setdefault("algorithm", "fast")
+        if not rules.get("difficulty"):
+            rules["difficulty"] = self.policy.default_difficulty
         chall = {
-            "id": secrets.token_hex(16),
-            "randomData": secrets.token_hex(32),
-            "difficulty": difficulty,
-            "policyRule": rule.hash if rule is not None else "",
+            "issuedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "metadata": {
+                "User-Agent": h.headers.get("User-Agent", ""),
+                "X-Real-Ip": h.headers.get("X-Real-Ip", ""),
+            },
+            "id": uuid7(),
+            "method": rules["algorithm"],
+            "randomData": secrets.token_hex(64),
+            "policyRuleHash": rule.hash if rule is not None else "",
+            "difficulty": rules["difficulty"],
             "spent": False,
         }
         self.policy.store.set("challenge:" + chall["id"], chall, 30 * 60)
         METRICS.inc("anubis_challenges_issued", method="embedded")
-        data = json.dumps(
-            {
-                "challenge": {k: chall[k] for k in ("id", "randomData", "difficulty")},
-                "rule": rule_name,
-            }
-        )
+        # web/index.go BaseWithChallengeAndOGTags: {"rules": ..., "challenge": ...};
+        # Go's json drops a zero difficulty (omitempty)
+        shown = {k: v for k, v in rules.items() if v}
+        data = json.dumps({"rules": shown, "challenge": chall}).replace("<", "\\u003c")
         body = page(
             "Making sure you're not a bot!",
             "opskit lab stand-in for Anubis: solve sha256(randomData + nonce) with "
-            f"{difficulty} leading zeroes and call {API_PREFIX}pass-challenge.",
+            f"{rules['difficulty']} leading zeroes and call {API_PREFIX}pass-challenge.",
             f'<script id="anubis_challenge" type="application/json">{data}</script>',
-        )
-        h.respond(
-            self.policy.challenge_status,
-            body,
-            headers=[("Set-Cookie", self.make_cookie(self.test_cookie_name, chall["id"], 30 * 60))],
-        )
+        ).encode()
+        headers = [
+            clear,
+            ("Set-Cookie", self.make_cookie(self.test_cookie_name, chall["id"], 30 * 60)),
+            ("Cache-Control", "no-store"),
+        ]
+        if accepts_gzip:  # internal/gzip.go GzipMiddleware
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        h.respond(self.policy.challenge_status, body, headers=headers)
 
     def pass_challenge(self, h: Handler) -> None:
-        """lib/anubis.go PassChallenge (proof of work only)."""
+        """lib/anubis.go PassChallenge with the proof-of-work validation of
+        lib/challenge/proofofwork/proofofwork.go, in upstream's order."""
         h.discard_body()
         query = {
-            k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query).items()
+            k: v[0]
+            for k, v in urllib.parse.parse_qs(
+                urllib.parse.urlsplit(h.path).query, keep_blank_values=True
+            ).items()
         }
         redir = query.get("redir", "")
-        problem = self.redirect_problem(redir) if redir else "Invalid redirect"
-        if problem:
-            return h.respond(400, page("Error", problem))
-        if f"{self.test_cookie_name}=" not in h.headers.get("Cookie", ""):
-            return h.respond(500, page("Error", "Your browser is configured to disable cookies."))
+        parsed = urllib.parse.urlsplit(redir)
+        # url.ParseRequestURI: an absolute URL or an absolute path
+        if not redir or not (parsed.scheme or redir.startswith("/")):
+            raise Reply(400, "Oh noes!", "Invalid redirect")
+        if parsed.scheme not in ("", "http", "https"):
+            raise Reply(400, "Oh noes!", "Invalid redirect")
+        clear_auth = ("Set-Cookie", self.clear_cookie(self.cookie_name))
+        if self.cookie_value(h, self.test_cookie_name) is None:
+            clear_test = ("Set-Cookie", self.clear_cookie(self.test_cookie_name))
+            text = "Your browser is configured to disable cookies."
+            raise Reply(500, "Oh noes!", text, [clear_auth, clear_test])
+        self.check_redirect(parsed, domain_status=500)
+        # the rule is the one the redirect target's path matches (r.URL = redirURL)
+        h.path = urllib.parse.urlunsplit(("", "", parsed.path or "/", parsed.query, ""))
+        _, action, rule = self.policy.check(h)
         chall = self.policy.store.get("challenge:" + query.get("id", ""))
-        if chall is None or chall.get("spent"):
-            return h.respond(
-                500, page("Error", "Internal Server Error: invalid or spent challenge")
-            )
-        nonce, response = query.get("nonce", ""), query.get("response", "")
-        computed = hashlib.sha256((chall["randomData"] + nonce).encode()).hexdigest()
-        if not hmac.compare_digest(computed, response) or not response.startswith(
-            "0" * chall["difficulty"]
-        ):
-            METRICS.inc("anubis_failed_validations", method="fast")
-            return h.respond(
-                403,
-                page("Error", "Invalid response"),
-                headers=[("Set-Cookie", self.clear_cookie())],
-            )
+        if chall is None:
+            raise Reply(500, "Oh noes!", "Internal Server Error: fast")
+        if chall.get("spent"):
+            raise Reply(500, "Oh noes!", "Internal Server Error: double_spend")
+        # hydrateChallengeRule: the rule's difficulty, or the challenge's when unset
+        rules = dict(getattr(rule, "challenge", None) or {})
+        status = self.validate_work(
+            query, chall["randomData"], rules.get("difficulty") or chall["difficulty"]
+        )
+        if status:
+            if status == 403:
+                METRICS.inc("anubis_failed_validations", method=chall["method"])
+            raise Reply(status, "Oh noes!", "invalid response", [clear_auth])
         header = self.cfg.jwt_restriction_header
+        if header and not h.headers.get(header):
+            raise Reply(500, "Oh noes!", "failed to sign JWT", [clear_auth])
         claims = {
             "challenge": chall["id"],
-            "method": "fast",
-            "policyRule": chall["policyRule"],
-            "action": "CHALLENGE",
+            "method": chall["method"],
+            "policyRule": rule.hash if rule is not None else "",
+            "action": action,
             "iat": int(time.time()),
+            "nbf": int(time.time()) - 60,
             "exp": int(time.time() + self.cfg.cookie_expiration),
         }
         if header:
-            if not h.headers.get(header):
-                return h.respond(500, page("Error", "failed to sign JWT"))
             claims["restriction"] = hashlib.sha256(h.headers[header].encode()).hexdigest()
-        chall["spent"] = True
-        self.policy.store.set("challenge:" + chall["id"], chall, 30 * 60)
-        METRICS.inc("anubis_challenges_validated", method="fast")
         cookie = self.make_cookie(
             self.cookie_name, sign(self.key, claims), self.cfg.cookie_expiration
         )
-        return h.respond(302, "", headers=[("Set-Cookie", cookie), ("Location", redir)])
+        chall["spent"] = True
+        self.policy.store.set("challenge:" + chall["id"], chall, 30 * 60)
+        METRICS.inc("anubis_challenges_validated", method=chall["method"])
+        h.respond(302, "", headers=[("Set-Cookie", cookie), ("Location", redir)])
+
+    @staticmethod
+    def validate_work(query: dict, random_data: str, difficulty: int) -> int:
+        """proofofwork.go Validate: 0 when the work is right; 500 for a missing or
+        malformed nonce, elapsedTime or response (respondWithError), 403 for a wrong one."""
+        for name, valid in (("nonce", _go_atoi), ("elapsedTime", _go_float), ("response", bool)):
+            value = query.get(name, "")
+            if value == "" or not valid(value):
+                return 500
+        response = query["response"]
+        computed = hashlib.sha256((random_data + query["nonce"]).encode()).hexdigest()
+        if not hmac.compare_digest(computed.encode(), response.encode()):
+            return 403
+        if not response.startswith("0" * difficulty):
+            return 403
+        return 0
 
     def make_cookie(self, name: str, value: str, max_age: float) -> str:
-        parts = [f"{name}={value}", "Path=/", f"Max-Age={int(max_age)}"]
+        """Go's http.Cookie String() for SetCookie's fields (lib/http.go SetCookie)."""
+        expires = email.utils.formatdate(time.time() + max_age, usegmt=True)
+        parts = [f"{name}={value}", "Path=/"]
         if self.cfg.cookie_domain:
-            parts.append(f"Domain={self.cfg.cookie_domain}")
-        if self.cfg.cookie_secure:
-            parts += ["Secure", "SameSite=None"]
-        else:
-            parts.append("SameSite=Lax")
+            parts.append(f"Domain={self.cfg.cookie_domain.lstrip('.')}")
+        parts.append(f"Expires={expires}")
+        if max_age < 0:
+            parts.append("Max-Age=0")
         if self.cfg.cookie_http_only:
             parts.append("HttpOnly")
+        if self.cfg.cookie_secure:
+            parts.append("Secure")
+        same_site = self.cfg.cookie_same_site
+        if same_site == SAME_SITE["none"] and not self.cfg.cookie_secure:
+            same_site = SAME_SITE["lax"]  # SetCookie downgrades None without Secure
+        parts += {2: ["SameSite=Lax"], 3: ["SameSite=Strict"], 4: ["SameSite=None"]}.get(
+            same_site, []
+        )
+        if self.cfg.cookie_partitioned:
+            parts.append("Partitioned")
         return "; ".join(parts)
 
-    def clear_cookie(self) -> str:
-        return self.make_cookie(self.cookie_name, "", -1)
+    def clear_cookie(self, name: str) -> str:
+        return self.make_cookie(name, "", -60)
 
     # Reverse proxy (main.go makeReverseProxy) -------------------------------------------
     def proxy(self, h: Handler) -> None:
@@ -855,6 +1039,31 @@ class App:
         return h.respond(
             resp.status, data, resp.getheader("Content-Type", "application/octet-stream"), out
         )
+
+
+def _go_atoi(text: str) -> bool:
+    """Whether Go's strconv.Atoi parses text."""
+    return re.fullmatch(r"[+-]?[0-9]+", text) is not None
+
+
+def _go_float(text: str) -> bool:
+    """Whether Go's strconv.ParseFloat parses text (no spaces, no bare underscores)."""
+    if text != text.strip() or "_" in text:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def uuid7() -> str:
+    """A UUIDv7 (upstream's challenge ids: uuid.NewV7): 48-bit milliseconds, random."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def page(title: str, text: str, extra: str = "") -> str:

@@ -177,7 +177,7 @@ def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
         pathlib.Path(anubis_artifacts.__file__),
         anubis_artifacts.STANDIN,
         pathlib.Path(thumbnail_artifacts.__file__),
-        thumbnail_artifacts.STANDIN,
+        *thumbnail_artifacts.SOURCES,
     )
     recipe = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     root = cfg.cache_dir / "mirror" / recipe

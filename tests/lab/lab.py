@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import yaml
 
 from tests.lab import artifacts
@@ -479,14 +480,11 @@ def _lab_processes(cfg: LabConfig) -> list[tuple[int, str]]:
     markers = (state + "/", f"--lab-state\0{state}\0", f"--network-bridge={cfg.bridge}")
     mine = {os.getpid(), os.getppid()}
     found = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        pid = int(entry.name)
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
+    for process in psutil.process_iter(["cmdline"]):
+        pid = process.pid
+        if pid in mine or process.info["cmdline"] is None:
+            continue  # gone, or not readable
+        cmdline = "".join(arg + "\0" for arg in process.info["cmdline"])
         ours = any(marker in cmdline for marker in markers) or _in_lab_container(pid, state)
         if ours and is_running(pid):
             found.append((pid, cmdline.replace("\0", " ").strip()))

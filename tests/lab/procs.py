@@ -1,9 +1,9 @@
 """Start, track and stop the lab's long-running processes by PID.
 
 Each process is started in its own session (so its whole process group can be
-signalled) and recorded in ``<run_dir>/<name>.pid`` together with its start time from
-``/proc/<pid>/stat``: a recorded PID is only ever signalled while it still belongs to
-the process the lab started, never to an unrelated process that reused the number.
+signalled) and recorded in ``<run_dir>/<name>.pid`` together with its creation time
+(psutil): a recorded PID is only ever signalled while it still belongs to the process
+the lab started, never to an unrelated process that reused the number.
 """
 
 from __future__ import annotations
@@ -17,32 +17,33 @@ import signal
 import subprocess
 import time
 
+import psutil
+
 
 class LabError(RuntimeError):
     """Something in the lab did not come up or did not go away; the message says what."""
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def start_time(pid: int) -> float | None:
+    """The process's creation time (seconds since the epoch), or None if it is gone."""
     try:
-        raw = pathlib.Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return None
-    # The command name (field 2) is in parentheses and may contain spaces.
-    return raw[raw.rindex(")") + 2 :].split()
 
 
-def start_time(pid: int) -> int | None:
-    """The process start time in clock ticks since boot, or None if it is gone."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
+def _same_start(recorded, pid: int) -> bool:
+    """True if ``pid`` is still the process whose start time was ``recorded``.
 
-
-def _other_threads(pid: int) -> bool:
-    """True while threads other than the leader of ``pid``'s thread group still exist."""
-    try:
-        return any(int(tid) != pid for tid in os.listdir(f"/proc/{pid}/task"))
-    except (FileNotFoundError, ProcessLookupError):
+    Pid files written before the lab used psutil hold clock ticks since boot (an int
+    from /proc/<pid>/stat); psutil's creation time is boot time + ticks / CLK_TCK.
+    """
+    current = start_time(pid)
+    if current is None or recorded is None:
         return False
+    if isinstance(recorded, int):
+        recorded = psutil.boot_time() + recorded / os.sysconf("SC_CLK_TCK")
+    return abs(current - recorded) < 0.05
 
 
 def is_running(pid: int) -> bool:
@@ -52,25 +53,33 @@ def is_running(pid: int) -> bool:
     are still exiting, and its file descriptors (a listening socket, say) stay open until
     the last one is gone; such a process still counts as running.
     """
-    fields = _stat_fields(pid)
-    if fields is None:
-        return False
-    if fields[0] in ("Z", "X"):
-        if _other_threads(pid):
+    try:
+        process = psutil.Process(pid)
+        if process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return True
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        if any(thread.id != pid for thread in process.threads()):
+            return True
+    except psutil.NoSuchProcess:
         return False
-    return True
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    return False
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of ``pid``."""
-    path = pathlib.Path(f"/proc/{pid}/task/{pid}/children")
+    """Direct children of ``pid`` (oldest first)."""
     try:
-        return [int(p) for p in path.read_text(encoding="ascii").split()]
-    except FileNotFoundError:
+        kids = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
         return []
+    return [kid.pid for kid in sorted(kids, key=_creation_order)]
+
+
+def _creation_order(process) -> tuple:
+    try:
+        return (process.create_time(), process.pid)
+    except psutil.NoSuchProcess:
+        return (float("inf"), process.pid)
 
 
 class ProcessRegistry:
@@ -116,7 +125,7 @@ class ProcessRegistry:
         except (FileNotFoundError, ValueError):
             return None
         pid = record["pid"]
-        if not is_running(pid) or start_time(pid) != record["start_time"]:
+        if not is_running(pid) or not _same_start(record["start_time"], pid):
             return None
         return pid
 

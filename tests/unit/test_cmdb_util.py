@@ -1,4 +1,5 @@
-"""Plain functions of _utils/opskit_cmdb.py: ids and URLs, options, masking, webhooks."""
+"""Plain functions of the opskit_cmdb helpers: ids and URLs, options, webhooks, the
+replay guard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import urllib.parse
 
 import opskit_cmdb
+import opskit_cmdb_cache
+import opskit_cmdb_webhook
 import pytest
 
 URL = "https://cmdb.example.com/assets/salt/{minion_id}/pillars/"
@@ -90,9 +93,9 @@ def test_defaults_fail_closed_and_stay_under_salts_request_timeout():
     assert parsed.on_error == "fail"
     assert parsed.cache_ttl == 0
     worst = (parsed.retries + 1) * (parsed.connect_timeout + parsed.read_timeout) + sum(
-        opskit_cmdb._backoff_delay(parsed.backoff, n) for n in range(1, parsed.retries + 1)
+        opskit_cmdb.backoff_delays(parsed.retries, parsed.backoff)
     )
-    assert worst < 60
+    assert worst < opskit_cmdb.WORST_CASE_BUDGET < 60
 
 
 @pytest.mark.parametrize(
@@ -170,42 +173,10 @@ def test_cache_identity_changes_with_url_and_user():
     assert entry().cache_id == entry().cache_id
 
 
-def test_backoff_doubles_and_is_capped():
-    delays = [opskit_cmdb._backoff_delay(0.5, n) for n in range(1, 6)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, opskit_cmdb.MAX_BACKOFF]
-
-
-# Masking -----------------------------------------------------------------------------------
-def test_mask_secrets_masks_by_key_name_pem_and_url_password():
-    data = {
-        "roles": ["web"],
-        "db": {"password": "p1", "user": "app", "port": 5432},
-        "API_KEY": "k",
-        "tls": {"private_key": {"nested": "x"}, "cert": "-----BEGIN CERTIFICATE-----"},
-        "ssh_key": "ssh-ed25519 AAAA",
-        "blob": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
-        "dsn": "postgres://app:pgsecret@db.example.com/app",
-        "secrets": ["a", "b"],
-        "keyboard": "qwerty",
-        "monkey": "banana",
-        "custom": "hidden",
-    }
-    masked = opskit_cmdb.mask_secrets(data, extra_keys=["custom"])
-    mask = opskit_cmdb.MASK
-    assert masked == {
-        "roles": ["web"],
-        "db": {"password": mask, "user": "app", "port": 5432},
-        "API_KEY": mask,
-        "tls": {"private_key": mask, "cert": "-----BEGIN CERTIFICATE-----"},
-        "ssh_key": mask,
-        "blob": mask,
-        "dsn": f"postgres://app:{mask}@db.example.com/app",
-        "secrets": mask,
-        "keyboard": "qwerty",
-        "monkey": "banana",
-        "custom": mask,
-    }
-    assert data["db"]["password"] == "p1"  # the input is not modified
+def test_backoff_follows_urllib3_retry_doubling_and_is_capped():
+    """urllib3's Retry retries the first failure at once, then doubles from 2x backoff."""
+    assert opskit_cmdb.backoff_delays(5, 0.5) == [0, 1.0, 2.0, 4.0, opskit_cmdb.MAX_BACKOFF]
+    assert opskit_cmdb.backoff_delays(0, 0.5) == []
 
 
 # Webhooks ---------------------------------------------------------------------------------
@@ -215,7 +186,7 @@ NOW = 1_800_000_000
 
 def signed(payload: dict, secret: bytes = SECRET):
     body = json.dumps(payload).encode()
-    return body, {"X-Cmdb-Signature": opskit_cmdb.sign_webhook(secret, body)}
+    return body, {"X-Cmdb-Signature": opskit_cmdb_webhook.sign_webhook(secret, body)}
 
 
 def payload(**overrides):
@@ -231,7 +202,7 @@ def payload(**overrides):
 def test_a_correctly_signed_webhook_is_accepted_from_str_or_bytes():
     body, headers = signed(payload())
     for raw in (body, body.decode()):
-        got, signature = opskit_cmdb.verify_webhook(raw, headers, SECRET, 300, now=NOW + 5)
+        got, signature = opskit_cmdb_webhook.verify_webhook(raw, headers, SECRET, 300, now=NOW + 5)
         assert got["minion_id"] == "web-01.lab"
         assert signature == headers["X-Cmdb-Signature"]
 
@@ -258,21 +229,81 @@ def test_a_correctly_signed_webhook_is_accepted_from_str_or_bytes():
 )
 def test_bad_webhooks_are_rejected_with_the_reason(body, headers, expected):
     with pytest.raises(opskit_cmdb.WebhookRejected, match=expected):
-        opskit_cmdb.verify_webhook(body, headers, SECRET, 300, now=NOW)
+        opskit_cmdb_webhook.verify_webhook(body, headers, SECRET, 300, now=NOW)
 
 
 def test_an_altered_body_no_longer_matches_its_signature():
     body, headers = signed(payload())
     altered = body.replace(b"web-01.lab", b"db-01.lab")
     with pytest.raises(opskit_cmdb.WebhookRejected, match="does not match"):
-        opskit_cmdb.verify_webhook(altered, headers, SECRET, 300, now=NOW)
+        opskit_cmdb_webhook.verify_webhook(altered, headers, SECRET, 300, now=NOW)
 
 
-def test_replay_guard_accepts_a_signature_once(tmp_path):
-    cache = opskit_cmdb.DiskCache(tmp_path)
-    assert cache.claim_webhook("sha256=" + "a" * 64, 300) is True
-    assert cache.claim_webhook("sha256=" + "a" * 64, 300) is False
-    assert cache.claim_webhook("sha256=" + "b" * 64, 300) is True
+@pytest.mark.parametrize(
+    "stamp", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" + "0" * 400]
+)
+def test_non_finite_timestamps_are_refused(stamp):
+    """NaN compared with anything is False: `abs(now - nan) > max_age` let it through."""
+    raw = json.dumps(payload(timestamp=0)).replace('"timestamp": 0', f'"timestamp": {stamp}')
+    body = raw.encode()
+    headers = {"X-Cmdb-Signature": opskit_cmdb_webhook.sign_webhook(SECRET, body)}
+    with pytest.raises(opskit_cmdb.WebhookRejected) as err:
+        opskit_cmdb_webhook.verify_webhook(body, headers, SECRET, 300, now=NOW)
+    message = str(err.value)
+    assert "not valid JSON" in message or "not a finite number" in message
+
+
+def test_oversize_bodies_are_refused_before_the_signature_is_checked():
+    body, headers = signed(payload(padding="x" * 2000))
+    with pytest.raises(opskit_cmdb.WebhookRejected) as err:
+        opskit_cmdb_webhook.verify_webhook(body, headers, SECRET, 300, now=NOW, max_bytes=1024)
+    assert f"is {len(body)} bytes long" in str(err.value)
+    assert "`cmdb_webhook:max_body_bytes` (1024 bytes)" in str(err.value)
+    # ... the same for a str, refused on its length before it is even encoded,
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="characters long"):
+        opskit_cmdb_webhook.verify_webhook("x" * 70_000, {}, SECRET, 300, now=NOW)
+    # ... and unsigned garbage says "too large", not "not signed": size comes first.
+    with pytest.raises(opskit_cmdb.WebhookRejected, match="max_body_bytes"):
+        opskit_cmdb_webhook.verify_webhook(b"x" * 70_000, {}, SECRET, 300, now=NOW)
+    # At the limit it is accepted.
+    body, headers = signed(payload())
+    got, _ = opskit_cmdb_webhook.verify_webhook(
+        body, headers, SECRET, 300, now=NOW, max_bytes=len(body)
+    )
+    assert got["minion_id"] == "web-01.lab"
+
+
+SIG_A, SIG_B = "sha256=" + "a" * 64, "sha256=" + "b" * 64
+
+
+def test_replay_guard_counts_a_signature_only_once_recorded(tmp_path):
+    cache = opskit_cmdb_cache.DiskCache(tmp_path)
+    with cache.webhook_once(SIG_A, 300) as record:
+        record()
+    with (
+        pytest.raises(opskit_cmdb.WebhookRejected, match="already processed"),
+        cache.webhook_once(SIG_A, 300),
+    ):
+        pass
+    # Acting on B fails: B is not recorded, its redelivery goes through.
+    with pytest.raises(RuntimeError), cache.webhook_once(SIG_B, 300):
+        raise RuntimeError("publish failed")
+    with cache.webhook_once(SIG_B, 300) as record:
+        record()
     guard = tmp_path / "opskit-cmdb" / "webhooks"
-    assert sorted(oct(p.stat().st_mode & 0o777) for p in guard.iterdir()) == ["0o600", "0o600"]
+    assert {oct(p.stat().st_mode & 0o777) for p in guard.iterdir()} == {"0o600"}
     assert oct(guard.stat().st_mode & 0o777) == "0o700"
+
+
+def test_replay_guard_refuses_a_concurrent_delivery(tmp_path):
+    cache = opskit_cmdb_cache.DiskCache(tmp_path)
+    # A second delivery (another open file description, as in another thread or
+    # process of the master) while the first is being acted on.
+    with (
+        cache.webhook_once(SIG_A, 300),
+        pytest.raises(opskit_cmdb.WebhookRejected, match="being processed"),
+        cache.webhook_once(SIG_A, 300),
+    ):
+        pass
+    with cache.webhook_once(SIG_A, 300) as record:  # the first one ended unrecorded
+        record()

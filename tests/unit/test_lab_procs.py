@@ -1,14 +1,22 @@
-"""The lab's process registry: when a stopped process really counts as gone."""
+"""The lab's process registry: when a stopped process really counts as gone, and when a
+recorded PID still names the process the lab started."""
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
+
+from tests.lab.procs import ProcessRegistry
+from tests.lab.procs import children
 from tests.lab.procs import is_running
+from tests.lab.procs import start_time
 
 # The leader thread leaves with pthread_exit() while another thread sleeps on: the
 # leader shows as a zombie although the process (and its open files) lives on. A
@@ -21,6 +29,7 @@ LEADER_EXITS_FIRST = (
 
 
 def _state(pid: int) -> str:
+    """The state letter straight from the kernel, independent of the code under test."""
     raw = pathlib.Path(f"/proc/{pid}/stat").read_text()
     return raw[raw.rindex(")") + 2]
 
@@ -32,6 +41,7 @@ def test_a_zombie_leader_with_live_threads_is_still_running():
         while _state(proc.pid) != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _state(proc.pid) == "Z"
+        assert len(os.listdir(f"/proc/{proc.pid}/task")) == 2  # leader + the sleeper
         assert is_running(proc.pid)
         proc.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -42,3 +52,48 @@ def test_a_zombie_leader_with_live_threads_is_still_running():
         assert not pathlib.Path(f"/proc/{proc.pid}").exists()
     finally:
         proc.kill()
+
+
+def test_a_recorded_pid_counts_only_while_its_start_time_matches(tmp_path):
+    registry = ProcessRegistry(tmp_path / "run")
+    pid = registry.spawn("sleeper", ["sleep", "60"], tmp_path / "sleeper.log")
+    pidfile = tmp_path / "run" / "sleeper.pid"
+    try:
+        assert registry.pid_of("sleeper") == pid
+        record = json.loads(pidfile.read_text())
+        assert record["start_time"] == start_time(pid)
+        # A pid file from before psutil: start time in clock ticks since boot.
+        ticks = int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        pidfile.write_text(json.dumps({**record, "start_time": ticks}))
+        assert registry.pid_of("sleeper") == pid
+        # The same number, another process (a reused PID): never ours.
+        pidfile.write_text(json.dumps({**record, "start_time": record["start_time"] - 5}))
+        assert registry.pid_of("sleeper") is None
+        pidfile.write_text(json.dumps(record))
+        registry.stop("sleeper", timeout=5)
+        assert not is_running(pid)
+        assert registry.pid_of("sleeper") is None
+        assert start_time(pid) is None
+    finally:
+        if psutil.pid_exists(pid) and is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_children_are_listed_oldest_first():
+    code = (
+        "import subprocess, time\n"
+        "a = subprocess.Popen(['sleep', '60']); time.sleep(0.05)\n"
+        "b = subprocess.Popen(['sleep', '60'])\n"
+        "print(a.pid, b.pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        first, second = (int(p) for p in parent.stdout.readline().split())
+        assert children(parent.pid) == [first, second]
+        assert children(first) == []
+    finally:
+        for kid in psutil.Process(parent.pid).children():
+            kid.kill()
+        parent.kill()
+        parent.wait()
+    assert children(parent.pid) == []

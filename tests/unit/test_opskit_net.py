@@ -131,3 +131,65 @@ def test_listening_sockets_sees_a_real_listener():
     assert len(rows) == 1, rows
     assert rows[0]["address"] == "127.0.0.1"
     assert rows[0]["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize(
+    ("listen", "default", "expected"),
+    [
+        (":9100", None, ("", 9100)),
+        ("0.0.0.0:9100", None, ("0.0.0.0", 9100)),  # noqa: S104 - parsing, not binding
+        ("[::1]:9100", None, ("::1", 9100)),
+        ("[0:0::1]:9100", None, ("::1", 9100)),
+        ("[::1]", 9100, ("::1", 9100)),
+        ("127.0.0.1", 9100, ("127.0.0.1", 9100)),
+        (9100, None, ("", 9100)),
+        ("9100", None, ("", 9100)),
+        (None, 9100, ("", 9100)),
+        ("", 9100, ("", 9100)),
+    ],
+)
+def test_parse_listen(listen, default, expected):
+    assert opskit_net.parse_listen(listen, default) == expected
+    host, port = expected
+    assert opskit_net.parse_listen(opskit_net.format_listen(host, port)) == expected
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("[::1%eth0]:80", "scope id"),
+        ("[::1%x;}]:80", "scope id"),
+        ("fe80::1%eth0", "brackets"),
+        ("::1:80", "brackets"),
+        ("[127.0.0.1]:80", "IPv6 addresses only"),
+        ("[::1]x", "not a listen address"),
+        ("host:80", "not an IP address"),
+        ("1.2.3.4:0", "1 to 65535"),
+        ("1.2.3.4:65536", "1 to 65535"),
+        (":80\n", "1 to 65535"),
+        (":\uff18\uff10", "1 to 65535"),  # fullwidth digits: str.isdigit() says yes
+        ("1.2.3.4", "a port is required"),
+        (None, "is required"),
+        (True, "not a listen address"),
+        ("1.2.3.4:80;", "1 to 65535"),
+    ],
+)
+def test_parse_listen_refuses(listen, message):
+    with pytest.raises(ValueError, match=message):
+        opskit_net.parse_listen(listen)
+
+
+def test_parse_listen_hostnames_only_when_allowed():
+    assert opskit_net.parse_listen("localhost:80", allow_hostname=True) == ("localhost", 80)
+    for bad in ["-x:80", "a..b:80", "a_b:80", "a;b:80"]:
+        with pytest.raises(ValueError, match="IP address or host name"):
+            opskit_net.parse_listen(bad, allow_hostname=True)
+
+
+def test_probe_host_and_endpoint_scope_ids():
+    assert opskit_net.probe_host("") == "127.0.0.1"
+    assert opskit_net.probe_host("0.0.0.0") == "127.0.0.1"  # noqa: S104
+    assert opskit_net.probe_host("::") == "::1"
+    assert opskit_net.probe_host("10.0.0.1") == "10.0.0.1"
+    with pytest.raises(ValueError, match="scope id"):
+        opskit_net.parse_endpoint("[::1%x;}]:80")

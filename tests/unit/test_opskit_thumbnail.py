@@ -47,16 +47,18 @@ def _problems(config, tuning=None) -> list[str]:
 def test_defaults_are_the_production_tuning():
     settings = ts.validate(_config(), minion="thumb-01")
     env = ts.environment(settings, {"jwt_private_key": JWT, "db_password": "pw"})
+    # THUMBNAIL_MEMORY_LIMIT: upstream's own default (thumbnail_task_manager.py
+    # MEMORY_LIMIT_MB = 4096); the same limit for the kernel (MemoryMax=).
     assert {k: v for k, v in env.items() if k.startswith("THUMBNAIL_")} == {
         "THUMBNAIL_TASK_WORKERS": "32",
         "THUMBNAIL_IMAGE_SIZE_LIMIT": "100",
         "THUMBNAIL_IMAGE_ORIGINAL_SIZE_LIMIT": "1024",
-        "THUMBNAIL_MEMORY_LIMIT": "2048",
+        "THUMBNAIL_MEMORY_LIMIT": "4096",
         "THUMBNAIL_ROOT": "/opt/seafile/seahub-data/thumbnail",
     }
     assert settings["backend"] == "http://127.0.0.1:8088"
     assert settings["health"]["url"] == "http://127.0.0.1:8088/ping"
-    assert settings["systemd"]["memory_max"] == "2048M"
+    assert settings["systemd"]["memory_max"] == "4096M"
     assert settings["nginx"]["server_name"] == ["thumb-01"]
     assert settings["nginx"]["proxy_read_timeout"] == 300
 
@@ -78,7 +80,7 @@ def test_secrets_are_checked_but_not_returned():
         ({"memory_limit": 64}, "memory_limit: must be from 256 to 1048576, not 64"),
         (
             {"image_original_size_limit": 4096},
-            "image_original_size_limit: 4096 MB is not below memory_limit (2048 MB)",
+            "image_original_size_limit: 4096 MB is not below memory_limit (4096 MB)",
         ),
         ({"mode": "kubernetes"}, "mode: must be systemd or docker, not 'kubernetes'"),
         ({"port": 9000}, "port: must be 8088 in systemd mode"),
@@ -219,10 +221,13 @@ def test_compose_file_has_limits_restart_policy_and_no_secrets():
         "container_name": "thumbnail-server",
         "restart": "unless-stopped",
         "env_file": ["/etc/seafile-thumbnail/thumbnail-server.env"],
-        "volumes": ["/opt/seafile-data:/shared"],
+        "volumes": [
+            "/opt/seafile-data:/shared",
+            "/opt/seafile-thumbnail/nginx-sites:/etc/nginx/sites-enabled:ro",
+        ],
         "ports": ["127.0.0.1:18088:80"],
-        "mem_limit": "2048m",
-        "memswap_limit": "2048m",
+        "mem_limit": "4096m",
+        "memswap_limit": "4096m",
     }
     text = ts.render_compose(settings)
     assert JWT not in text
@@ -272,6 +277,51 @@ def test_systemd_mode_points_upstreams_directories_at_seafile_dir():
     assert sd["release_dir"] == "/opt/seafile-thumbnail/releases/13.0.7-site1"
     assert sd["exec_start"] == "/usr/bin/python3 main.py"
     assert sd["release"]["source_hash"] == "sha256=" + "ab" * 32
+
+
+def test_systemd_mode_puts_the_releases_seafobj_on_pythonpath():
+    """Upstream's image runs main.py with PYTHONPATH=<release>/seafile/lib/python3/
+    site-packages, where seafobj lives (docker/Dockerfile, thumbnail-runit.sh)."""
+    env = ts.environment(ts.validate(_config(), "m"), {"jwt_private_key": JWT, "db_password": "p"})
+    assert env["PYTHONPATH"] == "/opt/seafile-thumbnail/current/seafile/lib/python3/site-packages"
+    two = _config(systemd={"python_path": ["seafile/lib/python3/site-packages", "venv/lib"]})
+    env = ts.environment(ts.validate(two, "m"), {"jwt_private_key": JWT, "db_password": "p"})
+    assert env["PYTHONPATH"].split(":") == [
+        "/opt/seafile-thumbnail/current/seafile/lib/python3/site-packages",
+        "/opt/seafile-thumbnail/current/venv/lib",
+    ]
+    # The formula owns PYTHONPATH; paths outside the release are refused.
+    assert any(
+        "env:PYTHONPATH: is set by the formula" in p
+        for p in _problems(_config(env={"PYTHONPATH": "/x"}))
+    )
+    for bad in (["../lib"], ["/usr/lib/python3"], ["a b"], "seafile/lib", [""]):
+        problems = _problems(_config(systemd={"python_path": bad}))
+        assert any(
+            "systemd:python_path: must be a list of directories inside" in p for p in problems
+        )
+
+
+def test_systemd_mode_installs_what_pdf_and_video_thumbnails_run():
+    """pdftoppm/pdfinfo (poppler-utils) and ffprobe/ffmpeg, as upstream's image has them
+    (docker/Dockerfile), also when pillar lists its own packages."""
+    settings = ts.validate(_config(systemd={"packages": ["python3", "python3-pil"]}), "m")
+    assert settings["systemd"]["packages"] == ["python3", "python3-pil", "poppler-utils", "ffmpeg"]
+    settings = ts.validate(_config(systemd={"packages": ["ffmpeg"]}), "m")
+    assert settings["systemd"]["packages"] == ["ffmpeg", "poppler-utils"]
+    problems = _problems(_config(systemd={"media_packages": ["ffmpeg; rm -rf /"]}))
+    assert any("systemd:media_packages: must be a list of package names" in p for p in problems)
+
+
+@pytest.mark.parametrize("mode", ["systemd", "docker"])
+def test_health_url_follows_the_site_root(mode):
+    """The app routes on the path after SITE_ROOT (http_request.py parse_url): under
+    /seafile/ it answers /seafile/ping, and /ping is not found."""
+    config = _config(mode=mode, seafile={"site_root": "/seafile/"}, docker={"image": "s/t:1"})
+    settings = ts.validate(config, "m")
+    assert settings["health"]["url"] == "http://127.0.0.1:8088/seafile/ping"
+    config["health"] = {"path": "/ping/", "timeout": 5}
+    assert ts.validate(config, "m")["health"]["url"] == "http://127.0.0.1:8088/seafile/ping/"
 
 
 def test_docker_mode_sets_no_host_paths():

@@ -2,7 +2,7 @@
 
 nginx-config-test-script-file-managed:
   file.managed:
-    - name: {{ nginx.test_script }}
+    - name: {{ nginx.test_script | json }}
     - source: salt://nginx/files/opskit-nginx-test.sh.jinja
     - template: jinja
     - mode: "0755"
@@ -15,7 +15,7 @@ nginx-config-test-script-file-managed:
 
 nginx-config-sites-dir-file-directory:
   file.directory:
-    - name: {{ nginx.sites_dir }}
+    - name: {{ nginx.sites_dir | json }}
     - mode: "0755"
     - user: root
     - group: root
@@ -24,13 +24,14 @@ nginx-config-sites-dir-file-directory:
 # live one; if the test fails the live file stays and nginx is not reloaded.
 nginx-config-file-managed:
   file.managed:
-    - name: {{ nginx.conf_file }}
+    - name: {{ nginx.conf_file | json }}
     - source: salt://nginx/files/nginx.conf.jinja
     - template: jinja
     - mode: "0644"
     - user: root
     - group: root
-    - check_cmd: {{ nginx.test_script }} main
+    # run without a shell (split into words): the schema allows no space or quote in it
+    - check_cmd: {{ (nginx.test_script ~ " main") | json }}
     - context:
         user: {{ nginx.user | json }}
         worker_processes: {{ nginx.worker_processes | json }}

@@ -4,10 +4,13 @@
 # live configuration as a whole once more before the reload. (Debian's reload only
 # signals nginx, which keeps its old configuration when the new one is bad but reports
 # success; this test is what makes a bad configuration fail the Salt run.) Sites from
-# other formulas join through onchanges_in (nginx/macros.jinja).
-nginx-service-config-test-cmd-run:
-  cmd.run:
-    - name: {{ nginx.binary }} -t -q
+# other formulas join through onchanges_in (nginx/macros.jinja). The command is an
+# argv list: no shell ever sees a pillar value.
+nginx-service-config-test-module-run:
+  module.run:
+    - cmd.run_all:
+      - cmd: {{ [nginx.binary, "-t", "-q"] | json }}
+      - python_shell: false
     - onchanges:
       - file: nginx-config-file-managed
     - require:
@@ -16,10 +19,10 @@ nginx-service-config-test-cmd-run:
 # Reloaded, never restarted, on configuration changes: a running nginx keeps serving.
 nginx-service-running-service-running:
   service.running:
-    - name: {{ nginx.service }}
+    - name: {{ nginx.service | json }}
     - enable: true
     - reload: true
     - require:
-      - cmd: nginx-service-config-test-cmd-run
+      - module: nginx-service-config-test-module-run
     - watch:
       - file: nginx-config-file-managed

@@ -99,6 +99,26 @@ thumbnail-server-config-project-dir-file-directory:
     - group: root
     - makedirs: true
 
+# The site of the container's own nginx (IPv4 backend, the host site's timeouts),
+# mounted read-only over the image's sites directory.
+thumbnail-server-config-container-site-file-managed:
+  file.managed:
+    - name: {{ dk.container_site | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/files/container-site.conf.jinja") | json }}
+    - template: jinja
+    - makedirs: true
+    - mode: "0644"
+    - user: root
+    - group: root
+    - context:
+        container_port: {{ dk.container_port | json }}
+        backend: {{ dk.container_backend | json }}
+        proxy_connect_timeout: {{ ts.nginx.proxy_connect_timeout | json }}
+        proxy_read_timeout: {{ ts.nginx.proxy_read_timeout | json }}
+        proxy_send_timeout: {{ ts.nginx.proxy_send_timeout | json }}
+    - require:
+      - file: thumbnail-server-config-project-dir-file-directory
+
 # No secrets in the compose file: the service reads them from the env file (env_file:).
 thumbnail-server-config-compose-file-managed:
   file.managed:

@@ -85,14 +85,15 @@ thumbnail-server-service-health-thumbnail_server-healthy:
           if ts.jemalloc.enabled else "thumbnail-server-config-jemalloc-compose_disabled"} %}
 {%-     if dk.manage_up %}
 
-# Recreates the container when the compose file, the env file or the jemalloc override
-# changed (compose recreates only what changed).
+# Recreates the container when the compose file, the env file, the jemalloc override or
+# the container's nginx site changed (that nginx reads its site only when it starts).
 thumbnail-server-service-compose-up-cmd-run:
   cmd.run:
-    - name: {{ dk.up }}
+    - name: {{ dk.recreate }}
     - cwd: {{ dk.project_dir }}
     - onchanges:
       - file: thumbnail-server-config-compose-file-managed
+      - file: thumbnail-server-config-container-site-file-managed
       - thumbnail_server: thumbnail-server-config-env-thumbnail_server-env_file
       - {{ jemalloc_state | json }}
 

@@ -11,6 +11,7 @@ include:
 {%-   set ngx = ts.nginx %}
 {%-   set context = {
         "backend": ts.backend,
+        "site_root": ts.seafile.site_root,
         "listen": ngx.listen,
         "server_name": ngx.server_name,
         "access_log": ngx.access_log,
