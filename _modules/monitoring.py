@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import grp
 import json
-import os
 import pathlib
 import re
-import tempfile
 
 import requests
 from salt.exceptions import CommandExecutionError
-from salt.exceptions import SaltInvocationError
 
 try:
-    import opskit_monitoring  # synced from file_roots, or module_dirs
+    import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_monitoring
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_files
     from saltext.opskit.utils import opskit_monitoring
 
 __virtualname__ = "monitoring"
@@ -50,27 +48,6 @@ def _self_labels() -> dict:
     roles = __pillar__.get("roles") or []
     roles = roles if isinstance(roles, list) else []
     return {"minion": _minion(), "roles": ",".join(["", *sorted(map(str, roles)), ""])}
-
-
-def settings(data: dict) -> dict:
-    """
-    Check the monitoring formula's merged settings (defaults, OS map, pillar) and
-    return them; raise naming every problem. ``map.jinja`` calls it, so a bad value
-    stops the render before any state exists.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt mon-01 monitoring.settings "$(salt-call --out=json pillar.get monitoring)"
-    """
-    problems = opskit_monitoring.settings_problems(data)
-    if problems:
-        raise SaltInvocationError(
-            f"{_minion()}: invalid monitoring settings, nothing was applied (fix the CMDB "
-            "record or pillar):\n  " + "\n  ".join(problems)
-        )
-    return data
 
 
 def prometheus_config(settings: dict) -> dict:
@@ -138,24 +115,6 @@ def secret_files(settings: dict) -> list:
         salt mon-01 monitoring.secret_files "$(salt-call --out=json pillar.get monitoring)"
     """
     return opskit_monitoring.secret_files(settings)
-
-
-def _write(path: pathlib.Path, text: str, gid: int) -> None:
-    """Write ``text`` to ``path`` atomically, mode 0640 and group ``gid`` set before
-    the file is visible (the owner is the writer: root when Salt runs it)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o640)
-            os.fchown(handle.fileno(), -1, gid)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _summary(groups: list[dict]) -> list[str]:
@@ -233,32 +192,37 @@ def _locked(directory: pathlib.Path | None):
 
 
 def _sync_files(directory, files: dict, group: str, test: bool) -> dict:
-    changes = {}
-    current = {}
-    if directory is not None:
-        for path in directory.glob("*.json"):
-            try:
-                current[path.name] = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                current[path.name] = None  # unreadable: rewritten below
-    for name in sorted(set(files) | set(current)):
-        new, old = files.get(name), current.get(name)
-        if name in current and new == old:
-            continue
+    """Make ``directory`` hold exactly ``files`` (name -> groups), 0640 root:``group``;
+    return ``{name: {"old": [...], "new": [...]}}`` for what changed (would change)."""
+    present = {p.name for p in directory.glob("*.json")} if directory is not None else set()
+    changes, texts = {}, {}
+    for name in sorted(set(files) | present):
+        path = str(directory / name) if directory is not None else None
+        old = _groups_in(path) if name in present else None
+        if name in files:
+            texts[name] = json.dumps(files[name], indent=2, sort_keys=True) + "\n"
+            if path and not opskit_files.needs_write(path, texts[name], 0o640, group=group):
+                continue
         changes[name] = {
             "old": _summary(old) if isinstance(old, list) else old,
-            "new": _summary(new) if new is not None else None,
+            "new": _summary(files[name]) if name in files else None,
         }
-    if test or not changes:
-        return changes
-    gid = grp.getgrnam(group).gr_gid
-    for name in changes:
-        path = directory / name
-        if name in files:
-            _write(path, json.dumps(files[name], indent=2, sort_keys=True) + "\n", gid)
-        else:
-            path.unlink()
+    if not test:
+        for name in changes:
+            path = str(directory / name)
+            if name in files:
+                opskit_files.write_atomic(path, texts[name], mode=0o640, group=group)
+            else:
+                opskit_files.remove(path)
     return changes
+
+
+def _groups_in(path: str):
+    """The groups a target file holds, or a note when it cannot be read as such."""
+    try:
+        return json.loads(opskit_files.read_text(path))
+    except ValueError:
+        return "unreadable (not JSON)"
 
 
 def reload_status(url: str, metric: str, timeout: float = 5) -> dict:

@@ -238,7 +238,8 @@ def test_a_thumbnail_server_restart_fires_service_restarting(lab, monitoring):
     )[0]
     assert rss[0][0] == THUMB
     assert rss[0][1] > 1024 * 1024
-    assert series("opskit_service_memory_limit_bytes") == [(THUMB, 2048 * 1024 * 1024)]
+    limit = record(THUMB)["thumbnail_server"]["memory_limit"] * 2**20
+    assert series("opskit_service_memory_limit_bytes") == [(THUMB, limit)]
     before = series("opskit_service_restarts_total")
     assert [minion for minion, _ in before] == [THUMB]
     # The main process only, as the kernel's OOM killer picks one process.

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 
 import opskit_monitoring as om
+import opskit_schema
+import opskit_settings_monitoring
 import pytest
 import yaml
 
@@ -136,35 +138,93 @@ def test_targets_wanting_credentials_this_host_lacks_are_refused():
     assert files == {"opskit.json": []}
 
 
-# --- settings ---------------------------------------------------------------------------
-def test_settings_problems_name_each_key():
-    data = settings(
-        basic_auth={
-            "node exporter": {"username": "p", "password": "x"},
-            "redis_exporter": {"username": "a:b", "password": " padded "},
-        }
-    )
-    data["alertmanager"]["receivers"] = {
-        "ops": {"webhooks": [{"url": "https://user:token@hooks.example.com/x"}]},
-        "bad name": {"webhooks": []},
-    }
-    data["alertmanager"]["route"]["routes"] = [{"matchers": "severity=critical", "receiver": "x"}]
-    problems = om.settings_problems(data)
-    assert problems == [
-        "monitoring:scrape:basic_auth:node exporter: 'node exporter' is not a job name "
-        "(letters, digits, _)",
-        "monitoring:scrape:basic_auth:redis_exporter:username must be a one-line name without ':'",
-        "monitoring:scrape:basic_auth:redis_exporter:password starts or ends with whitespace, "
-        "which Prometheus strips from password files (value not shown)",
-        "monitoring:alertmanager:receivers:ops:webhooks:0:url must not carry credentials "
-        "(Alertmanager shows webhook URLs in its API)",
-        "monitoring:alertmanager:receivers:bad name: 'bad name' is not a receiver name",
-        "monitoring:alertmanager:route:routes:0:matchers must be a list of matcher strings "
-        '(label="value")',
-        "monitoring:alertmanager:route:routes:0:receiver: 'x' is not a receiver "
-        "(receivers: bad name, ops)",
+# --- settings (the schema opskit.settings applies at render time) --------------------
+DEFAULTS = yaml.safe_load((REPO / "salt/monitoring/parameters/defaults.yaml").read_text())
+EXAMPLE = yaml.safe_load((REPO / "salt/monitoring/pillar.example").read_text())
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(out.get(key), dict) else value
+    return out
+
+
+def validate(pillar):
+    """Defaults merged with ``pillar``, validated like opskit.settings does."""
+    data = _merge(DEFAULTS["monitoring"], pillar)
+    result = opskit_schema.validate(opskit_settings_monitoring.SCHEMA, data, root="monitoring")
+    problems = [
+        problem[0] + ": " + problem[-1] for problem in opskit_settings_monitoring.check(result)
     ]
-    assert " padded " not in " ".join(problems)
+    return result, problems
+
+
+def test_defaults_and_the_pillar_example_are_valid():
+    assert validate({})[1] == []
+    result, problems = validate(EXAMPLE["monitoring"])
+    assert problems == []
+    assert result["scrape"]["basic_auth"]["node_exporter"]["username"] == "prometheus"
+
+
+def test_hostile_settings_are_refused_naming_each_key_and_masking_secrets():
+    pillar = {
+        "prometheus": {
+            "global": {"scrape_interval": "5 minutes"},
+            "rules_dir": "rules",
+            "rule_groups": [{"name": "site", "rules": [{"alert": "X", "expr": "up\x00"}]}],
+        },
+        "scrape": {
+            "basic_auth": {
+                "node exporter": {"username": "p", "password": "x"},
+                "redis_exporter": {"username": "a:b", "password": " padded-secret "},
+            }
+        },
+        "alertmanager": {
+            "receivers": {
+                "ops": {"webhooks": [{"url": "https://user:token@hooks.example.com/x"}]},
+                "bad name": {"webhooks": [{"url": "https://hooks.example.com/"}]},
+            },
+            "route": {"routes": [{"matchers": "severity=critical", "receiver": "ops"}]},
+        },
+    }
+    with pytest.raises(opskit_schema.SettingsError) as caught:
+        validate(pillar)
+    text = str(caught.value)
+    for path in (
+        "monitoring:prometheus:global:scrape_interval",
+        "monitoring:prometheus:rules_dir",
+        "monitoring:prometheus:rule_groups:0:rules:0:expr",
+        "monitoring:scrape:basic_auth:'node exporter'",
+        "monitoring:scrape:basic_auth:redis_exporter:username",
+        "monitoring:scrape:basic_auth:redis_exporter:password",
+        "monitoring:alertmanager:receivers:ops:webhooks:0:url",
+        "monitoring:alertmanager:receivers:'bad name'",
+        "monitoring:alertmanager:route:routes:0:matchers",
+    ):
+        assert path in text, (path, text)
+    assert "padded-secret" not in text
+    assert "token" not in text
+
+
+def test_routes_name_receivers_that_exist():
+    pillar = {
+        "alertmanager": {
+            "receivers": {"ops": {"webhooks": [{"url": "https://hooks.example.com/"}]}},
+            "route": {
+                "receiver": "nobody",
+                "routes": [{"matchers": ['severity="critical"'], "receiver": "dba"}],
+            },
+        },
+        "prometheus": {"rule_groups": [{"name": "g", "rules": [{"expr": "up"}]}]},
+        "scrape": {"tls": {"cert_file": "/etc/prometheus/client.pem"}},
+    }
+    assert validate(pillar)[1] == [
+        "monitoring:alertmanager:route:receiver: is not a receiver (receivers: ops)",
+        "monitoring:alertmanager:route:routes:0:receiver: is not a receiver (receivers: ops)",
+        "monitoring:scrape:tls: set both cert_file and key_file, or neither",
+        "monitoring:prometheus:rule_groups:0:rules:0: give exactly one of alert or record",
+    ]
 
 
 # --- configurations, checked by the real tools -------------------------------------------
