@@ -79,6 +79,20 @@ def alertmanager_config(settings: dict) -> dict:
     return opskit_monitoring.alertmanager_config(settings)
 
 
+def site_rules(settings: dict) -> dict:
+    """
+    Return the site's rule file (``{"groups": [...]}``) from the formula's
+    ``prometheus:rule_groups``, as data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mon-01 monitoring.site_rules "$(salt-call --out=json pillar.get monitoring)"
+    """
+    return opskit_monitoring.site_rules(settings)
+
+
 def targets_settings(settings: dict) -> dict:
     """
     Return what :py:func:`refresh_targets` needs from the formula's settings (no

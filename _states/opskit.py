@@ -10,6 +10,8 @@ files at once instead of at their next highstate.
 
 from __future__ import annotations
 
+from salt.exceptions import CommandExecutionError
+
 __virtualname__ = "opskit"
 
 EVENT_TAG = "opskit/targets/published"
@@ -63,7 +65,12 @@ def targets_published(name="opskit_targets", mine_function="opskit.targets", **k
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     minion = __opts__["id"]
-    wanted = __salt__[mine_function]()
+    try:
+        wanted = __salt__[mine_function]()
+    except CommandExecutionError as err:
+        ret["result"] = False
+        ret["comment"] = f"{mine_function} failed, nothing was published: {err}"
+        return ret
     current = _mine_entry(minion, name)
     if current == wanted:
         ret["comment"] = f"The mine already holds {name} for {minion} ({len(wanted)} targets)."

@@ -19,8 +19,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-import unicodedata
 import urllib.parse
+
+try:
+    import opskit_formats  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_formats
+
+# The shared rules: which characters no configuration may carry; how values are shown.
+unsafe_char = opskit_formats.unsafe_char
+shown = opskit_formats.shorten
 
 MINE_NAME = "opskit_targets"
 NULL_RECEIVER = "opskit-none"
@@ -41,20 +49,6 @@ _IPV4_RE = re.compile(
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]")
 MAX_LABEL_VALUE = 512
 MAX_GROUPS_PER_MINION = 256
-
-
-def unsafe_char(text: str) -> str | None:
-    """The first control, format or line/paragraph-separator character in ``text``."""
-    for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") or char == "\x85":
-            return char
-    return None
-
-
-def shown(value, limit: int = 80) -> str:
-    """A value as it may appear in a message: repr, shortened."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def valid_address(text) -> bool:
@@ -253,6 +247,20 @@ def prometheus_config(settings: dict, self_labels: dict) -> dict:
         },
         "scrape_configs": scrape_configs,
     }
+
+
+def site_rules(settings: dict) -> dict:
+    """The site's rule file (``groups``) from ``prometheus:rule_groups``, without the
+    keys the settings left empty (Prometheus takes ``record: null`` as set)."""
+    groups = []
+    for group in settings["prometheus"]["rule_groups"]:
+        rules = [
+            {key: value for key, value in rule.items() if value not in (None, {}, [])}
+            for rule in group["rules"]
+        ]
+        out = {key: value for key, value in group.items() if value is not None}
+        groups.append({**out, "rules": rules})
+    return {"groups": groups}
 
 
 def password_file(settings: dict, job: str) -> str:

@@ -303,3 +303,27 @@ def test_without_receivers_alerts_go_to_a_silent_receiver(tmp_path):
         [_tool("amtool"), "check-config", str(path)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_site_rules_leave_out_what_the_settings_left_empty(tmp_path):
+    """The schema fills in record/for/labels as null or empty; promtool refuses a rule
+    with both alert and record keys, so the rule file carries only what was given."""
+    result, problems = validate(
+        {
+            "prometheus": {
+                "rule_groups": [{"name": "site", "rules": [{"alert": "A", "expr": "up == 0"}]}]
+            }
+        }
+    )
+    assert problems == []
+    rules = om.site_rules(result)
+    assert rules == {"groups": [{"name": "site", "rules": [{"alert": "A", "expr": "up == 0"}]}]}
+    path = tmp_path / "site.yml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = subprocess.run(
+        [_tool("promtool"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -57,8 +57,7 @@ monitoring-config-rules-site-file-serialize:
 {%- if prom.rule_groups %}
   file.serialize:
     - name: {{ (prom.rules_dir ~ "/site.yml") | json }}
-    - dataset:
-        groups: {{ prom.rule_groups | json }}
+    - dataset: {{ salt["monitoring.site_rules"](monitoring) | json }}
     - serializer: yaml
     - user: root
     - group: {{ monitoring.group | json }}
