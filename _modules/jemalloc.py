@@ -17,7 +17,6 @@ import contextlib
 import os
 import time
 
-import salt.utils.atomicfile
 import salt.utils.files
 import salt.utils.platform
 import salt.utils.systemd
@@ -25,8 +24,12 @@ from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
 try:
-    import opskit_jemalloc  # synced from file_roots, or module_dirs
+    import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_formats
+    import opskit_jemalloc
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_files
+    from saltext.opskit.utils import opskit_formats
     from saltext.opskit.utils import opskit_jemalloc
 
 __virtualname__ = "jemalloc"
@@ -150,7 +153,10 @@ def render_dropin(unit: str, malloc_conf: str | None = None, library: str | None
         salt '*' jemalloc.render_dropin thumbnail-server malloc_conf=background_thread:true
     """
     conf = validate_malloc_conf(malloc_conf)["malloc_conf"]
-    return opskit_jemalloc.render_dropin(unit_name(unit), library or library_path(), conf)
+    try:
+        return opskit_jemalloc.render_dropin(unit_name(unit), library or library_path(), conf)
+    except opskit_formats.UnsafeValue as err:
+        raise _invalid(err) from err
 
 
 def validate_malloc_conf(malloc_conf: str | None) -> dict:
@@ -203,13 +209,10 @@ def probe(library: str | None = None, malloc_conf: str | None = None) -> bool:
     return True
 
 
-def _write(path: str, content: str, mode: int = 0o644) -> None:
-    """Write ``content`` to ``path`` atomically (a temporary file renamed into place)."""
+def _write(path: str, content: str, mode: int = 0o644) -> bool:
+    """Write ``content`` to ``path`` atomically (``opskit_files``); True if it changed."""
     try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        with salt.utils.atomicfile.atomic_open(path, "w") as handle:
-            handle.write(content)
-        os.chmod(path, mode)
+        return opskit_files.write_atomic(path, content, mode, makedirs=True)
     except OSError as err:
         raise CommandExecutionError(f"{_minion()}: cannot write {path}: {err}") from err
 
@@ -226,18 +229,7 @@ def write_dropin(unit: str, malloc_conf: str | None = None, library: str | None 
 
         salt '*' jemalloc.write_dropin thumbnail-server malloc_conf=background_thread:true
     """
-    path = dropin_path(unit)
-    content = render_dropin(unit, malloc_conf, library)
-    try:
-        with salt.utils.files.fopen(path, "r") as handle:
-            if handle.read() == content:
-                return False
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise CommandExecutionError(f"{_minion()}: cannot read {path}: {err}") from err
-    _write(path, content)
-    return True
+    return _write(dropin_path(unit), render_dropin(unit, malloc_conf, library))
 
 
 def remove_dropin(unit: str) -> bool:
@@ -493,12 +485,11 @@ def read_compose_override(path: str) -> dict | None:
 
     path = _compose_path(path)
     try:
-        with salt.utils.files.fopen(path, "r") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
+        text = opskit_files.read_text(path)
     except OSError as err:
         raise CommandExecutionError(f"{_minion()}: cannot read {path}: {err}") from err
+    if text is None:
+        return None
     if not text.startswith(opskit_jemalloc.MARKER):
         raise CommandExecutionError(
             f"{_minion()}: {path} exists and was not written by opskit (its first line is "
@@ -506,7 +497,7 @@ def read_compose_override(path: str) -> dict | None:
             "Choose another file name for the jemalloc override, or move that file away."
         )
     try:
-        return yaml.safe_load(text) or {}
+        return opskit_formats.yaml_load(text, compose=True) or {}
     except yaml.YAMLError as err:
         raise CommandExecutionError(f"{_minion()}: {path} is not valid YAML: {err}") from err
 
@@ -523,17 +514,19 @@ def write_compose_override(path: str, override: dict) -> bool:
 
         salt '*' jemalloc.write_compose_override /srv/app/jemalloc.yml '{"services": {}}'
     """
-    import yaml
-
     path = _compose_path(path)
     if read_compose_override(path) == override:
         return False
     header = (
-        f"{opskit_jemalloc.MARKER}; local edits are overwritten.\n"
-        "# Runs these services under the host's jemalloc: pass this file to docker compose\n"
-        "# after the main file (docker compose -f compose.yml -f THIS_FILE up -d).\n"
+        f"{opskit_jemalloc.MARKER.removeprefix('# ')}; local edits are overwritten.\n"
+        "Runs these services under the host's jemalloc: pass this file to docker compose\n"
+        "after the main file (docker compose -f compose.yml -f THIS_FILE up -d)."
     )
-    _write(path, header + yaml.safe_dump(override, default_flow_style=False, sort_keys=True))
+    try:
+        text = opskit_formats.yaml_document(override, header=header, compose=True)
+    except opskit_formats.UnsafeValue as err:
+        raise _invalid(err) from err
+    _write(path, text)
     if read_compose_override(path) != override:
         raise CommandExecutionError(f"{_minion()}: {path} does not read back as written")
     return True

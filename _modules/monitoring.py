@@ -45,9 +45,10 @@ def _minion() -> str:
 
 
 def _self_labels() -> dict:
-    roles = __pillar__.get("roles") or []
-    roles = roles if isinstance(roles, list) else []
-    return {"minion": _minion(), "roles": ",".join(["", *sorted(map(str, roles)), ""])}
+    """This host's labels for its own Prometheus and Alertmanager targets, as
+    opskit.targets labels the published ones."""
+    host = __salt__["opskit.settings"]("top", {"roles": __pillar__.get("roles") or []})
+    return {"minion": _minion(), "roles": ",".join(["", *sorted(host["roles"]), ""])}
 
 
 def prometheus_config(settings: dict) -> dict:

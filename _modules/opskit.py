@@ -53,7 +53,6 @@ def version() -> str:
 # The areas that run scrape targets, each with a function returning its targets in
 # file_sd shape ([{"targets": ["host:port"], "labels": {"job": ..., ...}}]).
 TARGET_SOURCES = ("exporter.targets", "anubis.targets")
-_ROLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def targets() -> list:
@@ -78,15 +77,9 @@ def targets() -> list:
         salt mon-01 mine.get '*' opskit_targets
     """
     minion = __opts__.get("id")
-    roles = __pillar__.get("roles") or []
-    if not isinstance(roles, list) or not all(
-        isinstance(role, str) and _ROLE_RE.fullmatch(role) for role in roles
-    ):
-        raise CommandExecutionError(
-            f"{minion}: pillar roles must be a list of role names (letters, digits, "
-            f"'_.-'), not {roles!r}; fix the host's CMDB record"
-        )
-    common = {"minion": minion, "roles": ",".join(["", *sorted(set(roles)), ""])}
+    # The roles as the top file reads them, checked by the same schema (opskit_settings_top).
+    roles = settings("top", {"roles": __pillar__.get("roles") or []})["roles"]
+    common = {"minion": minion, "roles": ",".join(["", *sorted(roles), ""])}
     groups = []
     for source in TARGET_SOURCES:
         if source not in __salt__:
@@ -157,6 +150,28 @@ def _settings_module(formula: str):
             sys.path.remove(utils_dir)
 
 
+def _validated(formula: str, data):
+    """(normalised settings, None) or (None, SettingsError)."""
+    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
+        raise CommandExecutionError(f"{formula!r} is not a formula name")
+    module = _settings_module(formula)
+    root = getattr(module, "ROOT", formula)
+    try:
+        result = opskit_schema.validate(module.SCHEMA, data, root=root)
+    except opskit_schema.SettingsError as err:
+        return None, err
+    problems = opskit_schema.Problems()
+    for problem in getattr(module, "check", lambda _settings: ())(result) or ():
+        path, *value, message = problem
+        if value:
+            problems.add(path, value[0], message)
+        else:
+            problems.items.append((path, "", message))
+    if problems:
+        return None, opskit_schema.SettingsError(root, problems.items)
+    return result, None
+
+
 def settings(formula: str, data) -> dict:
     """
     Validate a formula's merged settings (defaults, OS map, pillar) against its schema
@@ -166,9 +181,10 @@ def settings(formula: str, data) -> dict:
     fails with that message before any state is compiled.
 
     The schema lives in ``_utils/opskit_settings_<formula>.py`` (``-`` written as
-    ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``) and optionally
+    ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``), optionally
+    ``ROOT`` (the key path prefix in messages, default the formula name) and
     ``check(settings)`` for rules across keys, which returns (or yields)
-    ``(key_path, message)`` pairs for what is wrong.
+    ``(key_path, message)`` or ``(key_path, value, message)`` for what is wrong.
 
     CLI Example:
 
@@ -176,21 +192,29 @@ def settings(formula: str, data) -> dict:
 
         salt '*' opskit.settings tuning "$(salt-call --out=json pillar.get tuning)"
     """
-    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
-        raise CommandExecutionError(f"{formula!r} is not a formula name")
-    module = _settings_module(formula)
-    try:
-        result = opskit_schema.validate(module.SCHEMA, data, root=formula)
-        check = getattr(module, "check", None)
-        if check is not None:
-            problems = opskit_schema.Problems()
-            for problem in check(result) or ():
-                path, *value, message = problem
-                problems.add(path, value[0], message) if value else problems.items.append(
-                    (path, "", message)
-                )
-            if problems:
-                raise opskit_schema.SettingsError(formula, problems.items)
-    except opskit_schema.SettingsError as err:
-        raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {err}") from err
+    result, error = _validated(formula, data)
+    if error is not None:
+        raise CommandExecutionError(f"{__opts__.get('id', 'this minion')}: {error}") from error
     return result
+
+
+def check(formula: str, data) -> list:
+    """
+    Return what is wrong with a formula's settings, one line per problem
+    (``key:path = value: what to do``), or an empty list; never raises for invalid
+    settings. For people checking a CMDB record before rolling it out, and for the top
+    file, which must not fail to render (Salt hides top file errors in the log).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' opskit.check tuning "$(salt-call --out=json pillar.get tuning)"
+    """
+    _, error = _validated(formula, data)
+    if error is None:
+        return []
+    return [
+        f"{path}{' = ' + shown if shown else ''}: {message}"
+        for path, shown, message in error.problems
+    ]

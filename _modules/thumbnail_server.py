@@ -1,15 +1,16 @@
-"""Seafile 13 thumbnail-server hosts: settings, the env file with the secrets, the compose
-file, and the health of the service.
+"""Seafile 13 thumbnail-server hosts: the formula's plan, the env file with the secrets,
+the docker compose project, and the health of the service.
 
-The ``thumbnail-server`` formula calls :py:func:`validate` while it renders: it checks
-the formula's settings (defaults merged with pillar ``thumbnail_server``) and returns
-them in the shape the templates use, or raises ``SaltInvocationError`` listing every
-problem with its pillar key, so a bad pillar stops the run before anything is written.
-Secrets (pillar ``thumbnail_server:secrets``) are checked there but never returned:
-:py:func:`write_env` reads them from pillar itself and writes them only to the env file
-(mode 0600, root), through a private temporary file renamed into place.
+The ``thumbnail-server`` formula's ``map.jinja`` validates its settings with
+``opskit.settings`` (schema: ``_utils/opskit_settings_thumbnail_server.py``) and then
+calls :py:func:`plan`, which derives what the states need (paths, unit files, nginx
+sites, compose file and command lines) and drops every secret and every ``env`` value.
+:py:func:`write_env` reads those from pillar itself (``thumbnail_server:secrets`` and
+``thumbnail_server:env``), checks them again, and writes them only to the env file
+(mode 0600, root) through ``opskit_files``; what it reports shows them masked.
 
-Upstream facts (ports, variables, limits) and their sources are listed in
+Every command runs as an argv list (``python_shell=False``); no pillar value reaches a
+shell. Upstream facts (ports, variables, limits) and their sources are listed in
 ``_utils/opskit_thumbnail.py``.
 """
 
@@ -17,22 +18,34 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 import salt.utils.data
+import salt.utils.dictupdate
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
 try:
-    import opskit_thumbnail  # synced from file_roots, or module_dirs
+    import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_formats
+    import opskit_health
+    import opskit_redact
+    import opskit_schema
+    import opskit_settings_thumbnail_server as schema
+    import opskit_thumbnail
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_files
+    from saltext.opskit.utils import opskit_formats
+    from saltext.opskit.utils import opskit_health
+    from saltext.opskit.utils import opskit_redact
+    from saltext.opskit.utils import opskit_schema
+    from saltext.opskit.utils import opskit_settings_thumbnail_server as schema
     from saltext.opskit.utils import opskit_thumbnail
 
 __virtualname__ = "thumbnail_server"
 
-SECRETS_PILLAR = "thumbnail_server:secrets"
-HIDDEN = "<secret>"
-HIDDEN_CHANGED = "<secret, changed>"
+ROOT = schema.ROOT
+HIDDEN = opskit_redact.MASK
+HIDDEN_CHANGED = f"{opskit_redact.MASK} (changed)"
 
 
 def __virtual__():
@@ -45,104 +58,108 @@ def _minion() -> str:
     return __opts__.get("id", "this minion")
 
 
-def validate(config, pillar=None, minion=None) -> dict:
+def plan(settings, pillar=None, minion=None) -> dict:
     """
-    Check the ``thumbnail-server`` formula's settings and return them ready for its
-    templates (without secrets).
-
-    ``config`` is the formula's merged settings (``map.jinja``: defaults, per-OS
-    parameters, pillar ``thumbnail_server:lookup`` and pillar ``thumbnail_server``).
-    ``pillar`` (default: this minion's) is checked for a ``tuning`` formula that would
-    manage the same unit's jemalloc drop-in. Raises ``SaltInvocationError`` listing every
-    problem; secret values never appear in it.
+    Derive what the ``thumbnail-server`` formula's states need from its validated
+    settings (the result of ``opskit.settings thumbnail-server``): paths, the unit
+    files, the nginx sites, the compose file and its command line. Secrets and ``env``
+    values are dropped (their names stay). ``pillar`` (default: this minion's) is
+    checked for a ``tuning`` formula that would manage the same jemalloc drop-in.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call thumbnail_server.validate "$(salt-call --out=json pillar.get thumbnail_server)"
+        salt-call thumbnail_server.plan "$(salt-call --out=json opskit.settings \\
+            thumbnail-server "$(salt-call --out=json pillar.get thumbnail_server)")"
     """
     minion = minion or _minion()
     pillar = __pillar__ if pillar is None else pillar
     try:
-        return opskit_thumbnail.validate(config, minion=minion, tuning=pillar.get("tuning"))
-    except opskit_thumbnail.InvalidSettings as err:
+        return opskit_thumbnail.plan(settings, minion, tuning=pillar.get("tuning"))
+    except opskit_thumbnail.PlanError as err:
         lines = "\n  - ".join(err.problems)
         raise SaltInvocationError(
-            f"thumbnail-server formula on {minion}: pillar 'thumbnail_server' is not valid; "
-            f"nothing was changed. Fix these and apply again:\n  - {lines}"
+            f"thumbnail-server formula on {minion}: nothing was changed. Fix these and apply "
+            f"again:\n  - {lines}"
         ) from err
+    except opskit_formats.UnsafeValue as err:
+        raise SaltInvocationError(f"thumbnail-server formula on {minion}: {err}") from err
 
 
-def _secrets() -> dict:
-    value = salt.utils.data.traverse_dict_and_list(__pillar__, SECRETS_PILLAR, {})
-    return value if isinstance(value, dict) else {}
+def _pillar_part(key: str) -> dict:
+    """``thumbnail_server:lookup:<key>`` overlaid with ``thumbnail_server:<key>``, as
+    map.jinja merges them."""
+    merged = {}
+    for path in (f"{ROOT}:lookup:{key}", f"{ROOT}:{key}"):
+        value = salt.utils.data.traverse_dict_and_list(__pillar__, path, {})
+        if value is not None and not isinstance(value, dict):
+            raise SaltInvocationError(f"{_minion()}: pillar {path} must be a mapping")
+        merged = salt.utils.dictupdate.update(merged, value or {})
+    return merged
 
 
-def _environment(settings: dict) -> dict:
-    """The environment, secrets included (never returned by a public function)."""
-    secrets = _secrets()
-    problems = opskit_thumbnail.check_secrets(
-        secrets, settings["storage"]["type"], settings["env_syntax"]
-    )
+def _private(settings: dict) -> tuple[dict, dict]:
+    """Secrets and extra env values from pillar, checked (values never shown)."""
+    problems = opskit_schema.Problems()
+    fields = schema.SCHEMA.fields
+    secrets = fields["secrets"].validate(_pillar_part("secrets"), f"{ROOT}:secrets", problems)
+    env = fields["env"].validate(_pillar_part("env"), f"{ROOT}:env", problems)
     if problems:
-        raise SaltInvocationError(
-            f"{_minion()}: pillar {SECRETS_PILLAR} is not valid: " + "; ".join(problems)
-        )
-    return opskit_thumbnail.environment(settings, secrets)
+        raise SaltInvocationError(str(opskit_schema.SettingsError(ROOT, problems.items)))
+    found = list(schema.check_private(secrets, env, settings["storage"]["type"], settings["mode"]))
+    if found:
+        lines = "\n  - ".join(f"{path}: {message}" for path, message in found)
+        raise SaltInvocationError(f"{_minion()}: pillar is not valid:\n  - {lines}")
+    return secrets, env
 
 
-def _read(path: str) -> tuple[str | None, os.stat_result | None]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(), os.fstat(handle.fileno())
-    except FileNotFoundError:
-        return None, None
-    except OSError as err:
-        raise CommandExecutionError(f"{_minion()}: cannot read {path}: {err}") from err
-
-
-def _shown(name: str, value: str | None, changed: bool = False) -> str | None:
-    """What may be shown of a variable's value: secrets are hidden."""
-    if value is None or name not in opskit_thumbnail.SECRET_ENV:
-        return value
-    return HIDDEN_CHANGED if changed else HIDDEN
+def _hidden(settings: dict) -> set:
+    """Variables whose values never appear in output: secrets and every pillar env."""
+    return set(opskit_thumbnail.SECRET_ENV) | set(settings.get("env_names") or ())
 
 
 def env_status(name: str, settings: dict) -> dict:
     """
-    Compare the env file ``name`` with what ``settings`` and pillar's secrets make of it.
-    Secret values are never returned: ``old`` and ``new`` show them as ``<secret>``.
+    Compare the env file ``name`` with what ``settings`` and pillar's secrets and env
+    values make of it. Secrets and pillar ``env`` values are never returned: ``old`` and
+    ``new`` show them masked.
 
-    Returns ``{"path", "exists", "mode", "owner", "up_to_date", "old", "new"}``; ``old``
-    and ``new`` hold only the variables that differ (``None`` for absent ones).
+    Returns ``{"path", "exists", "mode", "owner", "content_ok", "up_to_date", "old",
+    "new"}``; ``old`` and ``new`` hold only the variables that differ (``None`` for
+    absent ones).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-call thumbnail_server.env_status /etc/seafile-thumbnail/thumbnail-server.env \\
-            "$SETTINGS"   # the formula's validated settings (JSON)
+            "$SETTINGS"   # the formula's plan (JSON)
     """
-    want = _environment(settings)
-    text, info = _read(name)
-    have = opskit_thumbnail.parse_env(text, settings["env_syntax"]) if text is not None else {}
+    want = opskit_thumbnail.environment(settings, *_private(settings))
     rendered = opskit_thumbnail.render_env(want, settings["env_syntax"])
+    now = opskit_files.current(name)
+    text = None if now.content is None else now.content.decode("utf-8", errors="replace")
+    have = opskit_thumbnail.parse_env(text, settings["env_syntax"]) if text is not None else {}
+    hidden = _hidden(settings)
     old, new = {}, {}
     for var in sorted(set(want) | set(have)):
         if want.get(var) != have.get(var):
-            changed = var in want and var in have
-            old[var] = _shown(var, have.get(var))
-            new[var] = _shown(var, want.get(var), changed)
-    mode = f"{stat.S_IMODE(info.st_mode):04o}" if info else None
-    owner = (info.st_uid, info.st_gid) if info else None
+            masked = var in hidden or var not in want  # unknown variables may be secrets
+            both = var in want and var in have
+            old[var] = None if var not in have else (HIDDEN if masked else have[var])
+            new[var] = (
+                None
+                if var not in want
+                else ((HIDDEN_CHANGED if both else HIDDEN) if masked else want[var])
+            )
     return {
         "path": name,
         "exists": text is not None,
-        "mode": mode,
-        "owner": owner,
+        "mode": None if now.mode is None else f"{stat.S_IMODE(now.mode):04o}",
+        "owner": None if now.uid is None else (now.uid, now.gid),
         "content_ok": text == rendered,
-        "up_to_date": text == rendered and mode == "0600" and owner == (0, 0),
+        "up_to_date": not opskit_files.needs_write(name, rendered, 0o600, 0, 0),
         "old": old,
         "new": new,
     }
@@ -150,66 +167,63 @@ def env_status(name: str, settings: dict) -> dict:
 
 def write_env(name: str, settings: dict) -> dict:
     """
-    Write the env file ``name`` (mode 0600, root) from ``settings`` and pillar's secrets,
-    whole or not at all: a private temporary file in the same directory is renamed over
-    it. Returns :py:func:`env_status` from before the write.
+    Write the env file ``name`` (mode 0600, root) from ``settings`` and pillar's secrets
+    and env values, whole or not at all (``opskit_files.write_atomic``: mode and owner
+    are set before the file appears). Returns :py:func:`env_status` from before.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-call thumbnail_server.write_env /etc/seafile-thumbnail/thumbnail-server.env \\
-            "$SETTINGS"   # the formula's validated settings (JSON)
+            "$SETTINGS"   # the formula's plan (JSON)
     """
     before = env_status(name, settings)
-    content = opskit_thumbnail.render_env(_environment(settings), settings["env_syntax"])
-    directory = os.path.dirname(name)
-    if not os.path.isdir(directory):
-        raise CommandExecutionError(f"{_minion()}: {directory} does not exist (for {name})")
-    fd = None
-    tmp = os.path.join(directory, f".{os.path.basename(name)}.{os.getpid()}.{time.time_ns()}")
+    env = opskit_thumbnail.environment(settings, *_private(settings))
+    content = opskit_thumbnail.render_env(env, settings["env_syntax"])
+    if not os.path.isdir(os.path.dirname(name)):
+        raise CommandExecutionError(f"{_minion()}: {os.path.dirname(name)} does not exist")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.fchmod(fd, 0o600)
-        os.fchown(fd, 0, 0)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            fd = None
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, name)
+        opskit_files.write_atomic(name, content, 0o600, 0, 0)
     except OSError as err:
-        if fd is not None:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise CommandExecutionError(f"{_minion()}: cannot write {name}: {err}") from err
     return before
 
 
-def render_compose(settings: dict) -> str:
+def config_dir_status(name: str, keep: str = opskit_thumbnail.ENV_FILE_NAME) -> dict:
     """
-    The docker compose file for ``settings`` (docker mode). It holds no secrets: the
-    service reads its environment from the env file (``env_file:``).
+    What stands in the way of making ``name`` the env file's own directory (0700,
+    root): ``foreign`` lists entries other than ``keep`` (and its temporary files), so
+    that a shared directory (``/etc/ssh``, ``/var/log/nginx``) is never locked away.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call thumbnail_server.render_compose "$SETTINGS"   # validated settings (JSON)
+        salt-call thumbnail_server.config_dir_status /etc/seafile-thumbnail
     """
-    if settings.get("mode") != "docker":
-        raise SaltInvocationError("render_compose: the settings are not for docker mode")
-    return opskit_thumbnail.render_compose(settings)
+    try:
+        info = os.lstat(name)
+    except FileNotFoundError:
+        return {"exists": False, "foreign": [], "mode": None, "owner": None, "is_dir": False}
+    is_dir = stat.S_ISDIR(info.st_mode)
+    entries = sorted(os.listdir(name)) if is_dir else []
+    foreign = [
+        e for e in entries if e != keep and not (e.startswith(f".{keep}.") and e.endswith(".tmp"))
+    ]
+    return {
+        "exists": True,
+        "is_dir": is_dir,
+        "foreign": foreign,
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+        "owner": (info.st_uid, info.st_gid),
+    }
 
 
-def health(url: str, timeout: float = 3.0) -> dict:
+def health(url: str, timeout: float = 3.0, expect: str = "pong") -> dict:
     """
-    Query the thumbnail server's health URL once (no proxy): upstream answers
-    ``GET /ping`` with 200 ``pong``.
-
-    Returns ``{"url", "status", "body"}``; ``status`` is ``None`` (with ``error``) when
-    nothing answered.
+    Query the thumbnail server's health URL once (``opskit_health.probe``, no proxy, no
+    redirects): upstream answers ``GET <SITE_ROOT>ping`` with 200 ``pong``.
 
     CLI Example:
 
@@ -217,23 +231,14 @@ def health(url: str, timeout: float = 3.0) -> dict:
 
         salt thumb-01 thumbnail_server.health http://127.0.0.1:8088/ping
     """
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False  # never through a proxy from the environment
-    try:
-        resp = session.get(url, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as err:
-        return {"url": url, "status": None, "body": "", "error": str(err)}
-    finally:
-        session.close()
-    return {"url": url, "status": resp.status_code, "body": resp.text[:200]}
+    return opskit_health.probe(url, timeout=float(timeout), expect=expect)
 
 
 def wait_healthy(url: str, timeout: float = 60, expect: str = "pong", interval: float = 0.5):
     """
-    Poll ``url`` until it answers 200 with ``expect`` in the body, for at most
-    ``timeout`` seconds; return the last answer with ``healthy`` and ``waited`` added.
+    Probe ``url`` until it answers 200 with ``expect`` in the body, for at most
+    ``timeout`` seconds (``opskit_health.wait_healthy``); returns the last answer with
+    ``healthy`` and ``waited``.
 
     CLI Example:
 
@@ -241,12 +246,73 @@ def wait_healthy(url: str, timeout: float = 60, expect: str = "pong", interval: 
 
         salt thumb-01 thumbnail_server.wait_healthy http://127.0.0.1:8088/ping timeout=10
     """
-    started = time.monotonic()
-    while True:
-        answer = health(url, timeout=min(3.0, float(timeout)))
-        ok = answer["status"] == 200 and expect in answer["body"]
-        waited = time.monotonic() - started
-        if ok or waited >= float(timeout):
-            answer.update({"healthy": ok, "waited": round(waited, 1)})
-            return answer
-        time.sleep(float(interval))
+    return opskit_health.wait_healthy(
+        url, timeout=float(timeout), interval=float(interval), expect=expect, raise_error=False
+    )
+
+
+def _compose(settings: dict, *args: str) -> dict:
+    dk = settings["docker"]
+    argv = [*dk["compose_argv"], *args]
+    out = __salt__["cmd.run_all"](
+        argv,
+        cwd=dk["project_dir"],
+        python_shell=False,
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    if out.get("retcode") != 0:
+        detail = opskit_redact.redact_text((out.get("stderr") or out.get("stdout") or "")[-600:])
+        raise CommandExecutionError(
+            f"{_minion()}: {' '.join(argv)} failed (exit {out.get('retcode')}) in "
+            f"{dk['project_dir']}: {detail.strip() or 'no output'}"
+        )
+    return out
+
+
+def compose_running(settings: dict) -> bool:
+    """
+    True when the project's ``thumbnail-server`` service has a running container
+    (``docker compose ... ps --status running -q thumbnail-server``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt thumb-01 thumbnail_server.compose_running "$SETTINGS"
+    """
+    service = settings["docker"]["service"]
+    out = _compose(settings, "ps", "--status", "running", "--quiet", service)
+    return bool((out.get("stdout") or "").strip())
+
+
+def compose_up(settings: dict, recreate: bool = False) -> dict:
+    """
+    ``docker compose ... up -d --remove-orphans`` (``--force-recreate`` with
+    ``recreate``) for the formula's project.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt thumb-01 thumbnail_server.compose_up "$SETTINGS" recreate=True
+    """
+    args = ["up", "--detach", "--remove-orphans"] + (["--force-recreate"] if recreate else [])
+    out = _compose(settings, *args)
+    return {"command": " ".join([*settings["docker"]["compose_argv"], *args]), "retcode": 0} | {
+        "output": opskit_redact.redact_text((out.get("stderr") or "")[-400:]).strip()
+    }
+
+
+def compose_down(settings: dict) -> dict:
+    """
+    ``docker compose ... down`` for the formula's project.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt thumb-01 thumbnail_server.compose_down "$SETTINGS"
+    """
+    _compose(settings, "down")
+    return {"command": " ".join([*settings["docker"]["compose_argv"], "down"]), "retcode": 0}

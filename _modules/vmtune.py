@@ -23,15 +23,18 @@ import errno
 import glob
 import os
 
-import salt.utils.atomicfile
 import salt.utils.files
 import salt.utils.platform
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
 try:
-    import opskit_vmtune  # synced from file_roots, or module_dirs
+    import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_formats
+    import opskit_vmtune
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_files
+    from saltext.opskit.utils import opskit_formats
     from saltext.opskit.utils import opskit_vmtune
 
 __virtualname__ = "vmtune"
@@ -409,23 +412,14 @@ def persist(name: str, value: int, request: str = "") -> bool:
     number = int(value)
     _check_plain_bounds(key, number)
     path = config_path(key)
-    content = opskit_vmtune.render_conf(key, number, request)
     try:
-        with salt.utils.files.fopen(path, "r") as handle:
-            if handle.read() == content:
-                return False
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise CommandExecutionError(f"{_minion()}: cannot read {path}: {err}") from err
+        content = opskit_vmtune.render_conf(key, number, request)
+    except opskit_formats.UnsafeValue as err:
+        raise SaltInvocationError(f"{_minion()}: refused, nothing was written: {err}") from err
     try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        with salt.utils.atomicfile.atomic_open(path, "w") as handle:
-            handle.write(content)
-        os.chmod(path, 0o644)
+        return opskit_files.write_atomic(path, content, 0o644, makedirs=True)
     except OSError as err:
         raise CommandExecutionError(f"{_minion()}: cannot write {path}: {err}") from err
-    return True
 
 
 def persist_current(name: str, value: int, request: str = "") -> bool:
@@ -443,11 +437,15 @@ def persist_current(name: str, value: int, request: str = "") -> bool:
     path = config_path(key)
     try:
         with salt.utils.files.fopen(path, "r") as handle:
-            return handle.read() == opskit_vmtune.render_conf(key, int(value), request)
+            have = handle.read()
     except FileNotFoundError:
         return False
     except OSError as err:
         raise CommandExecutionError(f"{_minion()}: cannot read {path}: {err}") from err
+    try:
+        return have == opskit_vmtune.render_conf(key, int(value), request)
+    except opskit_formats.UnsafeValue as err:
+        raise SaltInvocationError(f"{_minion()}: {err}") from err
 
 
 def unpersist(name: str) -> bool:

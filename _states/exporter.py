@@ -1,10 +1,12 @@
 """States for Prometheus exporters: ``exporter.installed``, ``exporter.absent`` and
 ``exporter.validated``.
 
-Each state asks the execution module what differs (``exporter.plan``), reports that in
-test mode before touching anything, applies (``exporter.install`` / ``exporter.remove``)
-and checks again afterwards. ``changes`` are keyed by thing with old/new values and
-never contain secrets (secret files are reported by variable names only).
+Each state asks the execution module what differs, reports that in test mode before
+touching anything, applies and checks again afterwards: ``exporter.installed`` with one
+call of ``exporter.converge`` (one plan, built once, compared, applied and compared
+again), ``exporter.absent`` with ``exporter.remove``. ``changes`` are keyed by thing
+with old/new values and never contain secrets (secret files are reported by variable
+names only).
 
 .. code-block:: yaml
 
@@ -18,11 +20,12 @@ never contain secrets (secret files are reported by variable names only).
         - version: 1.67.0
         - redis:
             addr: rediss://db1.example.com:6380
-            password: {{ pillar["redis_password"] }}
             tls:
               ca: /etc/ssl/redis-ca.pem
               cert: /etc/ssl/exporter.pem
               key: /etc/ssl/exporter.key
+        # redis.password is read on the minion from this pillar mapping
+        - secrets_from: exporters:redis_exporter
 
     old_exporter:
       exporter.absent:
@@ -38,7 +41,7 @@ __virtualname__ = "exporter"
 
 
 def __virtual__():
-    if "exporter.install" in __salt__:
+    if "exporter.converge" in __salt__:
         return __virtualname__
     return (False, "exporter: the exporter execution module is not available")
 
@@ -59,32 +62,36 @@ def installed(name, **kwargs):
         Catalog name: node_exporter, redis_exporter, postgres_exporter, nginx_exporter
         or dcgm_exporter.
 
+    secrets_from
+        Pillar keys (``exporters:defaults``, ``exporters:<name>``) the secret options
+        (``env``, ``web.basic_auth_users``, ``redis.password``, ``postgres.password``,
+        ``postgres.dsn``) are read from on the minion, so that they never appear as
+        rendered state arguments.
+
     The other arguments are those of ``exporter.install`` (version, source, base_url,
     proxy, ca_bundle, sha256, listen_address, flags, env, web, verify_up, verify_timeout,
     target_host, and textfile_directory / redis / postgres / nginx / dcgm).
+
+    The execution module builds the plan once (``exporter.converge``): the same plan is
+    compared with the host, applied, and compared again afterwards.
     """
     ret = _ret(name)
-    options = _options(kwargs)
+    test = bool(__opts__["test"])
     try:
-        planned = __salt__["exporter.plan"](name, **options)
+        result = __salt__["exporter.converge"](name, test=test, **_options(kwargs))
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err))
         return ret
-    if not planned:
+    changes, remaining = result["changes"], result["remaining"]
+    if not changes:
         ret["comment"] = f"{name} is installed, configured and running as asked"
         return ret
-    if __opts__["test"]:
+    if test:
         ret.update(
             result=None,
-            changes=planned,
-            comment=f"{name} would change: {', '.join(sorted(planned))}",
+            changes=changes,
+            comment=f"{name} would change: {', '.join(sorted(changes))}",
         )
-        return ret
-    try:
-        changes = __salt__["exporter.install"](name, **options)
-        remaining = __salt__["exporter.plan"](name, **options)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err))
         return ret
     ret["changes"] = changes
     if remaining:

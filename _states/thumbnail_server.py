@@ -1,24 +1,29 @@
-"""States for Seafile thumbnail-server hosts: the env file that holds the secrets, and
-the health check after apply.
+"""States for Seafile thumbnail-server hosts: the env file that holds the secrets, its
+directory, the docker compose project, and the health check after apply.
 
 ``thumbnail_server.env_file`` writes the service's environment file (mode 0600, root):
-the settings come from the formula (no secrets), the secrets from pillar
-``thumbnail_server:secrets``, read on the minion while the state runs, so they are
-never part of the rendered states, the state's arguments, its ``changes`` or its
-comment. ``changes`` name the variables that changed; secret values show as
-``<secret>``.
+the settings come from the formula's plan (no secrets, no ``env`` values), the secrets
+and ``env`` values from pillar (``thumbnail_server:secrets`` and ``:env``), read on the
+minion while the state runs, so they are never part of the rendered states, the state's
+arguments, its ``changes`` or its comment. ``changes`` name the variables that changed;
+secrets and every pillar ``env`` value show masked.
 
+``thumbnail_server.config_dir`` makes the env file's directory (0700, root), refusing a
+directory that holds anything else. ``thumbnail_server.compose_running`` and
+``compose_absent`` run the compose project with argv commands;
 ``thumbnail_server.healthy`` waits (bounded) until the service answers its health URL
-(``/ping`` -> ``pong``) and, for a systemd unit run under jemalloc, checks that
-jemalloc is mapped into its main process.
+and, for a systemd unit run under jemalloc, checks jemalloc in its main process.
 """
 
 from __future__ import annotations
+
+import os
 
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
 __virtualname__ = "thumbnail_server"
+_ERRORS = (CommandExecutionError, SaltInvocationError)
 
 
 def __virtual__():
@@ -29,6 +34,12 @@ def __virtual__():
 
 def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _fail(ret, err):
+    ret["result"] = False
+    ret["comment"] = str(err)
+    return ret
 
 
 def _changes(status: dict) -> dict:
@@ -48,8 +59,8 @@ def _changes(status: dict) -> dict:
 def env_file(name, settings, **kwargs):  # kwargs: state.single passes pillar=
     """
     Keep the thumbnail server's env file ``name`` (0600, root) in line with ``settings``
-    (the formula's validated settings, which hold no secrets) and pillar
-    ``thumbnail_server:secrets``.
+    (the formula's plan, which holds no secrets) and pillar ``thumbnail_server:secrets``
+    and ``thumbnail_server:env``.
 
     .. code-block:: yaml
 
@@ -61,26 +72,20 @@ def env_file(name, settings, **kwargs):  # kwargs: state.single passes pillar=
     ret = _ret(name)
     try:
         status = __salt__["thumbnail_server.env_status"](name, settings)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
+    except _ERRORS as err:
+        return _fail(ret, err)
     if status["up_to_date"]:
         ret["comment"] = f"{name} is up to date ({settings['env_syntax']} syntax, mode 0600)"
         return ret
     changes = _changes(status)
     if __opts__["test"]:
-        ret["result"] = None
-        ret["changes"] = changes
-        ret["comment"] = f"{name} would be written (mode 0600, root)"
+        ret.update(result=None, changes=changes, comment=f"{name} would be written (0600, root)")
         return ret
     try:
         __salt__["thumbnail_server.write_env"](name, settings)
         after = __salt__["thumbnail_server.env_status"](name, settings)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
+    except _ERRORS as err:
+        return _fail(ret, err)
     ret["changes"] = changes
     if not after["up_to_date"]:
         ret["result"] = False
@@ -90,6 +95,144 @@ def env_file(name, settings, **kwargs):  # kwargs: state.single passes pillar=
         )
         return ret
     ret["comment"] = f"{name} written (mode 0600, root)"
+    return ret
+
+
+def config_dir(name, **kwargs):
+    """
+    Make ``name`` the env file's own directory: created if missing, mode 0700, owned by
+    root. A directory that already holds anything but the env file is refused instead
+    of being locked away from its other users (``/etc/ssh``, ``/var/log/nginx``): give
+    the thumbnail server a directory of its own (``thumbnail_server:config_dir``).
+
+    .. code-block:: yaml
+
+        thumbnail-server-config-dir:
+          thumbnail_server.config_dir:
+            - name: /etc/seafile-thumbnail
+    """
+    ret = _ret(name)
+    status = __salt__["thumbnail_server.config_dir_status"](name)
+    if status["exists"] and not status["is_dir"]:
+        return _fail(
+            ret,
+            f"{name} exists and is not a directory; thumbnail_server:config_dir must name a "
+            "directory of its own",
+        )
+    if status["foreign"]:
+        shown = ", ".join(status["foreign"][:5]) + (" ..." if len(status["foreign"]) > 5 else "")
+        return _fail(
+            ret,
+            f"{name} already holds other files ({shown}); the thumbnail server's env file "
+            "needs a directory of its own (it is made 0700, root): set "
+            "thumbnail_server:config_dir to a new directory such as /etc/seafile-thumbnail",
+        )
+    want = ("0700", (0, 0))
+    if status["exists"] and (status["mode"], status["owner"]) == want:
+        ret["comment"] = f"{name} is in place (0700, root)"
+        return ret
+    if status["exists"]:
+        changes = {
+            "mode": {"old": status["mode"], "new": "0700"},
+            "owner": {"old": "{}:{}".format(*status["owner"]), "new": "0:0"},
+        }
+    else:
+        changes = {name: {"old": None, "new": "directory 0700 root"}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"{name} would be made 0700, root")
+        return ret
+    try:
+        os.makedirs(name, mode=0o700, exist_ok=True)
+        os.chown(name, 0, 0)
+        os.chmod(name, 0o700)
+    except OSError as err:
+        return _fail(ret, f"cannot make {name} (0700, root): {err}")
+    ret.update(changes=changes, comment=f"{name} is in place (0700, root)")
+    return ret
+
+
+def compose_running(name, settings, **kwargs):
+    """
+    Keep the formula's compose project up: ``up -d`` when its ``thumbnail-server``
+    container is not running. A ``watch`` requisite that changed (compose file, env
+    file, jemalloc override, the container's nginx site) recreates it instead
+    (``mod_watch``: ``up -d --force-recreate``). ``name`` is the project directory.
+
+    .. code-block:: yaml
+
+        thumbnail-server-service-compose-running:
+          thumbnail_server.compose_running:
+            - name: /opt/seafile-thumbnail
+            - settings: {{ settings | json }}
+            - watch:
+              - file: thumbnail-server-config-compose-file-managed
+    """
+    ret = _ret(name)
+    try:
+        if __salt__["thumbnail_server.compose_running"](settings):
+            ret["comment"] = "the thumbnail-server container is running"
+            return ret
+        if __opts__["test"]:
+            ret.update(result=None, comment="the thumbnail-server container would be started")
+            ret["changes"] = {"container": {"old": "not running", "new": "running"}}
+            return ret
+        __salt__["thumbnail_server.compose_up"](settings)
+        running = __salt__["thumbnail_server.compose_running"](settings)
+    except _ERRORS as err:
+        return _fail(ret, err)
+    ret["changes"] = {"container": {"old": "not running", "new": "running"}}
+    if not running:
+        return _fail(ret, f"compose up ran in {name} but thumbnail-server is not running")
+    ret["comment"] = "the thumbnail-server container was started"
+    return ret
+
+
+def mod_watch(name, sfun=None, settings=None, **kwargs):
+    """A watched file changed: recreate the container (its nginx and its environment are
+    read only when it starts)."""
+    ret = _ret(name)
+    if sfun != "compose_running":
+        return _fail(ret, f"thumbnail_server.{sfun} does not support watch")
+    if __opts__["test"]:
+        ret.update(result=None, comment="the thumbnail-server container would be recreated")
+        return ret
+    try:
+        __salt__["thumbnail_server.compose_up"](settings, recreate=True)
+        running = __salt__["thumbnail_server.compose_running"](settings)
+    except _ERRORS as err:
+        return _fail(ret, err)
+    ret["changes"] = {"container": {"old": "outdated", "new": "recreated"}}
+    if not running:
+        return _fail(ret, f"compose up --force-recreate ran in {name} but nothing runs")
+    ret["comment"] = "the thumbnail-server container was recreated"
+    return ret
+
+
+def compose_absent(name, settings, **kwargs):
+    """
+    ``docker compose ... down`` when the project's compose file exists (``name`` is the
+    project directory); nothing to do without it.
+
+    .. code-block:: yaml
+
+        thumbnail-server-clean-compose-absent:
+          thumbnail_server.compose_absent:
+            - name: /opt/seafile-thumbnail
+            - settings: {{ settings | json }}
+    """
+    ret = _ret(name)
+    if not os.path.isfile(settings["docker"]["compose_file"]):
+        ret["comment"] = f"no compose file in {name}; nothing to take down"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"the compose project in {name} would be taken down")
+        ret["changes"] = {"project": {"old": "up", "new": "down"}}
+        return ret
+    try:
+        __salt__["thumbnail_server.compose_down"](settings)
+    except _ERRORS as err:
+        return _fail(ret, err)
+    ret.update(changes={"project": {"old": "up", "new": "down"}}, comment="compose down ran")
     return ret
 
 
@@ -113,7 +256,8 @@ def healthy(  # noqa: PLR0917 - Salt passes state arguments by keyword
         The systemd unit (or, with ``systemd: false``, the container), for messages and
         its log lines on failure.
     url
-        Health URL, e.g. ``http://127.0.0.1:8088/ping`` (upstream answers ``pong``).
+        Health URL, e.g. ``http://127.0.0.1:8088/ping`` (upstream answers ``pong`` at
+        ``<SITE_ROOT>ping``).
     timeout
         Seconds to wait (a restarted service needs a moment).
     jemalloc
@@ -124,32 +268,33 @@ def healthy(  # noqa: PLR0917 - Salt passes state arguments by keyword
     """
     ret = _ret(name)
     if __opts__["test"]:
-        answer = __salt__["thumbnail_server.health"](url)
-        if answer["status"] == 200 and expect in answer["body"]:
-            ret["comment"] = f"{name} is healthy ({url} answered {expect!r})"
+        answer = __salt__["thumbnail_server.health"](url, expect=expect)
+        if answer["healthy"]:
+            ret["comment"] = f"{name} is healthy ({answer['url']} answered {expect!r})"
         else:
             ret["result"] = None
             ret["comment"] = f"{url} does not answer {expect!r} now; an apply would wait {timeout}s"
         return ret
     answer = __salt__["thumbnail_server.wait_healthy"](url, timeout=timeout, expect=expect)
-    where = "journalctl -u " + name if systemd else f"docker logs {name}"
     if not answer["healthy"]:
         seen = answer.get("error") or f"status {answer['status']}: {answer['body'][:100]!r}"
         ret["result"] = False
         ret["comment"] = (
-            f"{name} on {__grains__.get('id')} is not healthy: {url} did not answer "
+            f"{name} on {__grains__.get('id')} is not healthy: {answer['url']} did not answer "
             f"{expect!r} within {timeout}s (last: {seen})."
         )
         if systemd:
-            ret["comment"] += f" Last log lines ({where}):\n{_logs(name)}"
+            ret["comment"] += f" Last log lines (journalctl -u {name}):\n{_logs(name)}"
         else:
-            ret["comment"] += f" See {where}."
+            ret["comment"] += f" See docker logs {name}."
         return ret
-    ret["comment"] = f"{name} is healthy ({url} answered {expect!r} after {answer['waited']}s)"
+    ret["comment"] = (
+        f"{name} is healthy ({answer['url']} answered {expect!r} after {answer['waited']}s)"
+    )
     if jemalloc:
         try:
             loaded = __salt__["jemalloc.is_loaded"](name)
-        except (CommandExecutionError, SaltInvocationError) as err:
+        except _ERRORS as err:
             loaded, ret["comment"] = False, f"{ret['comment']}; {err}"
         if not loaded:
             ret["result"] = False

@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 import shlex
 
+try:
+    import opskit_formats  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_formats
+
 DROPIN_NAME = "50-opskit-jemalloc.conf"
 MARKER = "# Managed by Salt (opskit jemalloc)"
 SONAME = "libjemalloc.so.2"
@@ -48,12 +53,12 @@ RPM_LIB64 = {"x86_64", "aarch64", "ppc64le", "s390x", "riscv64"}
 
 PACKAGES = {"Debian": "libjemalloc2", "RedHat": "jemalloc"}
 
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]+$")
+_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\\@-]+")
 _UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".mount", ".path", ".scope")
 # MALLOC_CONF: comma-separated key:value pairs. Values are kept to characters that are
 # safe unquoted in a systemd Environment= line (no % specifiers, quotes, backslashes,
 # whitespace) and in compose files ($ would be interpolated).
-_CONF_PAIR_RE = re.compile(r"^[a-z][a-z0-9_]*:[A-Za-z0-9_.:/|+-]+$")
+_CONF_PAIR_RE = re.compile(r"[a-z][a-z0-9_]*:[A-Za-z0-9_.:/|+-]+")
 # Options jemalloc 5.x understands (opt.* in its manual); others are warned about.
 KNOWN_CONF_KEYS = frozenset(
     {
@@ -150,7 +155,7 @@ def library_path(os_family: str, osarch: str, cpuarch: str = "") -> str:
 
 def canonical_unit(name) -> str:
     """``foo`` → ``foo.service``; refuses names systemd would not accept."""
-    if not isinstance(name, str) or not name or not _UNIT_RE.match(name) or name.startswith("-"):
+    if not isinstance(name, str) or not _UNIT_RE.fullmatch(name) or name.startswith("-"):
         raise JemallocValueError(
             f"{name!r} is not a systemd unit name (letters, digits and :_.\\@- only)"
         )
@@ -174,7 +179,7 @@ def validate_malloc_conf(value) -> tuple[str | None, list[str]]:
         raise JemallocValueError(f"malloc_conf must be a string, not {value!r}")
     warnings = []
     for pair in value.split(","):
-        if not _CONF_PAIR_RE.match(pair):
+        if not _CONF_PAIR_RE.fullmatch(pair):
             raise JemallocValueError(
                 f"malloc_conf {value!r}: {pair!r} is not a key:value pair jemalloc "
                 "understands (e.g. background_thread:true,dirty_decay_ms:1000); "
@@ -195,29 +200,21 @@ def environment(library: str, malloc_conf: str | None) -> dict[str, str]:
 
 
 def render_dropin(unit: str, library: str, malloc_conf: str | None) -> str:
-    """The systemd drop-in opskit writes for ``unit``."""
-    lines = [
-        f"{MARKER}; local edits are overwritten.",
-        f"# Preloads jemalloc into {unit}. Remove with the jemalloc.disabled state.",
-        "[Service]",
-    ]
-    for key, value in environment(library, malloc_conf).items():
-        lines.append(f"Environment={key}={value}")
-    return "\n".join(lines) + "\n"
+    """The systemd drop-in opskit writes for ``unit`` (``opskit_formats.systemd_unit``)."""
+    header = (
+        f"{MARKER.removeprefix('# ')}; local edits are overwritten.\n"
+        f"Preloads jemalloc into {unit}. Remove with the jemalloc.disabled state."
+    )
+    return opskit_formats.systemd_unit(
+        {"Service": {"Environment": environment(library, malloc_conf)}}, header=header
+    )
 
 
 def parse_dropin(text: str | None) -> dict[str, str] | None:
     """The environment an opskit drop-in sets (None if there is no drop-in)."""
     if text is None:
         return None
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("Environment="):
-            for item in shlex.split(line[len("Environment=") :]):
-                if "=" in item:
-                    key, value = item.split("=", 1)
-                    env[key] = value
-    return env
+    return opskit_formats.parse_systemd_environment_lines(text)
 
 
 def parse_environment_property(value: str) -> dict[str, str]:

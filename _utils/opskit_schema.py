@@ -17,23 +17,18 @@ unless allowed (then they are secret), IP addresses carry no scope id.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import math
-import posixpath
 import re
-import urllib.parse
 
 from salt.exceptions import SaltInvocationError
 
 try:
     import opskit_formats  # synced from file_roots, or module_dirs
-    import opskit_net
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_formats
-    from saltext.opskit.utils import opskit_net
 
 MISSING = object()
-_INVALID = object()
+INVALID = object()
 
 
 class SettingsError(SaltInvocationError):
@@ -45,7 +40,8 @@ class SettingsError(SaltInvocationError):
         self.problems = problems
         count = len(problems)
         lines = [
-            f"{root}: {count} invalid setting{'s' if count != 1 else ''}, nothing was applied "
+            f"{root or 'pillar'}: {count} invalid setting{'s' if count != 1 else ''}, "
+            "nothing was applied "
             "(fix the CMDB record or pillar):"
         ]
         lines += [
@@ -95,23 +91,28 @@ class Type:
 
     ``default``: used when the key is absent (or null and not ``nullable``); absent and
     no default means required. ``nullable``: null is a valid value (kept as None).
-    ``secret``: the value is masked in messages and flagged in the docs. ``doc``: one
-    line for the option table. ``check``: a callable ``check(value)`` returning an
-    error message (or None), or raising ValueError, run after the type's own checks.
+    ``optional``: an absent key stays absent (no default, not required; the formula
+    decides, e.g. inheriting a parent value). ``secret``: the value is masked in
+    messages and flagged in the docs. ``doc``: one line for the option table.
+    ``check``: a callable ``check(value)`` returning an error message (or None), or
+    raising ValueError, run after the type's own checks.
     """
 
     name = "value"
 
-    def __init__(self, *, default=MISSING, nullable=False, secret=False, doc="", check=None):
+    def __init__(
+        self, *, default=MISSING, nullable=False, optional=False, secret=False, doc="", check=None
+    ):
         self.default = default
         self.nullable = nullable
+        self.optional = optional
         self.secret = secret
         self.doc = doc
         self.extra_check = check
 
     @property
     def required(self) -> bool:
-        return self.default is MISSING and not self.nullable
+        return self.default is MISSING and not self.nullable and not self.optional
 
     def validate(self, value, path: str, problems: Problems, secret: bool = False):
         secret = secret or self.secret
@@ -125,11 +126,11 @@ class Type:
                 value = empty
             else:
                 problems.add(path, value, f"is required: {self.describe()}", secret)
-                return _INVALID
+                return INVALID
         before = len(problems.items)
         result = self.convert(value, path, problems, secret)
-        if result is _INVALID or len(problems.items) > before:
-            return _INVALID
+        if result is INVALID or len(problems.items) > before:
+            return INVALID
         if self.extra_check is not None:
             try:
                 message = self.extra_check(result)
@@ -137,12 +138,16 @@ class Type:
                 message = str(err)
             if message:
                 problems.add(path, value, message, secret)
-                return _INVALID
+                return INVALID
         return result
 
     def empty(self):
         """What null stands for when there is no default (containers: empty)."""
         return MISSING
+
+    def takes(self, value) -> bool:
+        """Whether ``value`` is of the kind this type reads (for OneOf's messages)."""
+        return isinstance(value, str)
 
     def convert(self, value, path, problems, secret):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -152,14 +157,14 @@ class Type:
 
     def fail(self, problems, path, value, secret, why=""):
         problems.add(path, value, why or f"must be {self.describe()}", secret)
-        return _INVALID
+        return INVALID
 
 
 def _text(value, path, problems, secret, allow_tab=False):
-    """A str without control/format/separator characters, or _INVALID."""
+    """A str without control/format/separator characters, or INVALID."""
     if not isinstance(value, str):
         problems.add(path, value, f"must be a string, not {type(value).__name__}", secret)
-        return _INVALID
+        return INVALID
     bad = opskit_formats.unsafe_char(value, allow_tab)
     if bad is not None:
         problems.add(
@@ -169,7 +174,7 @@ def _text(value, path, problems, secret, allow_tab=False):
             "line-separator characters are refused",
             secret,
         )
-        return _INVALID
+        return INVALID
     return value
 
 
@@ -202,7 +207,7 @@ class Str(Type):
 
     def convert(self, value, path, problems, secret):
         text = _text(value, path, problems, secret, self.allow_tab)
-        if text is _INVALID:
+        if text is INVALID:
             return text
         if len(text) > self.max_len:
             return self.fail(
@@ -225,6 +230,13 @@ class Str(Type):
         return text
 
 
+def SlsName(**kw) -> Str:
+    """An SLS name as Salt writes it: dotted components, no leading dot (relative) and
+    no empty component."""
+    kw.setdefault("hint", "an SLS name (e.g. nginx or postgres.server)")
+    return Str(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", max_len=255, **kw)
+
+
 def Secret(pattern=None, **kw) -> Str:
     """A string that is masked in every message and flagged as secret in the docs."""
     kw.setdefault("hint", "a secret string")
@@ -240,6 +252,9 @@ class Enum(Type):
 
     def describe(self):
         return "one of " + ", ".join(str(c) for c in self.choices)
+
+    def takes(self, value):
+        return any(type(value) is type(c) for c in self.choices)
 
     def convert(self, value, path, problems, secret):
         for choice in self.choices:
@@ -269,6 +284,11 @@ class Int(Type):
             return f"an integer of at most {self.max}"
         return "an integer"
 
+    def takes(self, value):
+        if isinstance(value, str):
+            return bool(_INT_TEXT_RE.fullmatch(value))
+        return isinstance(value, int) and not isinstance(value, bool)
+
     def convert(self, value, path, problems, secret):
         if isinstance(value, str) and _INT_TEXT_RE.fullmatch(value):
             value = int(value)
@@ -292,6 +312,11 @@ class Float(Int):
     def describe(self):
         return super().describe().replace("an integer", "a number")
 
+    def takes(self, value):
+        if isinstance(value, str):
+            return bool(_FLOAT_TEXT_RE.fullmatch(value))
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
     def convert(self, value, path, problems, secret):
         if isinstance(value, str) and _FLOAT_TEXT_RE.fullmatch(value):
             value = float(value)
@@ -311,331 +336,13 @@ class Bool(Type):
 
     name = "true or false"
 
+    def takes(self, value):
+        return isinstance(value, bool)
+
     def convert(self, value, path, problems, secret):
         if isinstance(value, bool):
             return value
         return self.fail(problems, path, value, secret)
-
-
-# Directories a setting may never point at themselves (a formula would chmod, chown or
-# empty them). Paths below them are fine (/etc/anubis, /var/lib/seafile).
-SYSTEM_DIRS = frozenset(
-    {
-        "/",
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/home",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/srv",
-        "/sys",
-        "/tmp",  # noqa: S108 - refused as a setting, not used
-        "/usr",
-        "/var",
-        "/usr/bin",
-        "/usr/lib",
-        "/usr/lib64",
-        "/usr/libexec",
-        "/usr/local",
-        "/usr/local/bin",
-        "/usr/local/lib",
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/usr/share",
-        "/var/cache",
-        "/var/lib",
-        "/var/log",
-        "/var/spool",
-        "/var/tmp",  # noqa: S108 - refused as a setting, not used
-        "/etc/systemd",
-        "/etc/systemd/system",
-        "/etc/ssl",
-        "/etc/nginx",
-        "/lib/systemd",
-        "/lib/systemd/system",
-        "/usr/lib/systemd",
-        "/usr/lib/systemd/system",
-        "/run/systemd",
-    }
-)
-_PATH_CHARS_RE = re.compile(r"/[A-Za-z0-9._@+,=:~/-]*")
-
-
-class Path(Type):
-    """An absolute path, normalised (``//`` and a trailing ``/`` removed), made of
-    ``[A-Za-z0-9._@+,=:~-]`` components; ``..`` and ``.`` components, ``/`` itself and
-    the system directories in :data:`SYSTEM_DIRS` are refused. ``under`` limits it to
-    paths below given directories; ``suffixes`` to names with given endings."""
-
-    name = "absolute path"
-
-    def __init__(self, *, under=(), suffixes=(), max_len=4096, **kw):
-        super().__init__(**kw)
-        self.under = tuple(under)
-        self.suffixes = tuple(suffixes)
-        self.max_len = max_len
-
-    def describe(self):
-        text = "an absolute path"
-        if self.under:
-            text += " below " + " or ".join(self.under)
-        if self.suffixes:
-            text += " ending in " + "/".join(self.suffixes)
-        return text
-
-    def convert(self, value, path, problems, secret):  # noqa: PLR0911 - one return per refusal
-        text = _text(value, path, problems, secret)
-        if text is _INVALID:
-            return text
-        if len(text) > self.max_len:
-            return self.fail(
-                problems, path, value, secret, f"is longer than {self.max_len} characters"
-            )
-        if not text.startswith("/"):
-            return self.fail(
-                problems, path, value, secret, f"must be {self.describe()} (starting with /)"
-            )
-        if not _PATH_CHARS_RE.fullmatch(text):
-            return self.fail(
-                problems,
-                path,
-                value,
-                secret,
-                "may only use letters, digits and ._@+,=:~- in its components",
-            )
-        parts = [p for p in text.split("/") if p]
-        if any(p in (".", "..") for p in parts):
-            return self.fail(problems, path, value, secret, "must not contain . or .. components")
-        normal = "/" + "/".join(parts)
-        if normal in SYSTEM_DIRS:
-            return self.fail(
-                problems,
-                path,
-                value,
-                secret,
-                f"is a system directory ({normal}); choose a directory of "
-                "this service's own below it",
-            )
-        if self.under and not any(
-            posixpath.commonpath([normal, u]) == u and normal != u for u in self.under
-        ):
-            return self.fail(problems, path, value, secret)
-        if self.suffixes and not normal.endswith(self.suffixes):
-            return self.fail(problems, path, value, secret)
-        return normal
-
-
-# Characters RFC 3986 allows in a URL (unreserved, reserved and %), minus those opskit
-# refuses by default because config formats treat them specially.
-_URL_CHARS_RE = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
-_HOST_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def valid_hostname(host: str) -> bool:
-    """A DNS name (RFC 1123 labels, at most 253 characters)."""
-    if not host or len(host) > 253:
-        return False
-    return all(_HOST_LABEL_RE.fullmatch(label) for label in host.rstrip(".").split("."))
-
-
-class Url(Type):
-    """A URL with a scheme from ``schemes`` and a host (DNS name or IP without scope
-    id). Credentials (``user:pass@``) are refused unless ``credentials=True``, which
-    makes the value secret. ``forbid`` lists characters refused on top of what RFC 3986
-    excludes (default: ``$;'()`` which nginx, systemd and shells treat specially)."""
-
-    name = "URL"
-
-    def __init__(
-        self, schemes=("http", "https"), *, credentials=False, forbid="$;'()", max_len=2048, **kw
-    ):
-        if credentials:
-            kw["secret"] = True
-        super().__init__(**kw)
-        self.schemes = tuple(schemes)
-        self.credentials = credentials
-        self.forbid = forbid
-        self.max_len = max_len
-
-    def describe(self):
-        return f"a URL ({', '.join(self.schemes)})"
-
-    def convert(self, value, path, problems, secret):  # noqa: PLR0911 - one return per refusal
-        text = _text(value, path, problems, secret)
-        if text is _INVALID:
-            return text
-        if len(text) > self.max_len:
-            return self.fail(
-                problems, path, value, secret, f"is longer than {self.max_len} characters"
-            )
-        if not _URL_CHARS_RE.fullmatch(text):
-            return self.fail(
-                problems,
-                path,
-                value,
-                secret,
-                "contains characters a URL cannot hold (percent-encode them)",
-            )
-        bad = [c for c in self.forbid if c in text]
-        if bad:
-            return self.fail(
-                problems,
-                path,
-                value,
-                secret,
-                f"must not contain {' '.join(bad)} (percent-encode it)",
-            )
-        try:
-            parts = urllib.parse.urlsplit(text)
-            port = parts.port
-        except ValueError as err:
-            return self.fail(problems, path, value, secret, f"is not a valid URL: {err}")
-        if parts.scheme not in self.schemes:
-            return self.fail(
-                problems,
-                path,
-                value,
-                secret,
-                f"must be {self.describe()} (scheme {parts.scheme or 'missing'})",
-            )
-        if (parts.username is not None or parts.password is not None) and not self.credentials:
-            return self.fail(
-                problems,
-                path,
-                value,
-                True,
-                "must not contain credentials (user:password@); set them in "
-                "the option meant for secrets",
-            )
-        host = parts.hostname or ""
-        if "[" in parts.netloc:
-            try:
-                addr = ipaddress.IPv6Address(host)
-            except ValueError:
-                return self.fail(problems, path, value, secret, f"{host!r} is not an IPv6 address")
-            if addr.scope_id:
-                return self.fail(
-                    problems, path, value, secret, "must not carry an IPv6 scope id (%zone)"
-                )
-        elif not valid_hostname(host):
-            return self.fail(problems, path, value, secret, "must name a host")
-        if port == 0:
-            return self.fail(problems, path, value, secret, "port must be 1-65535")
-        return text
-
-
-class Ip(Type):
-    """An IPv4 or IPv6 address (``version`` 4 or 6 to limit), without scope id;
-    normalised to its compressed form."""
-
-    name = "IP address"
-
-    def __init__(self, version=None, **kw):
-        super().__init__(**kw)
-        self.version = version
-
-    def describe(self):
-        return f"an IPv{self.version} address" if self.version else "an IP address"
-
-    def convert(self, value, path, problems, secret):
-        text = _text(value, path, problems, secret)
-        if text is _INVALID:
-            return text
-        if "%" in text:
-            return self.fail(
-                problems, path, value, secret, "must not carry an IPv6 scope id (%zone)"
-            )
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            return self.fail(problems, path, value, secret)
-        if self.version and addr.version != self.version:
-            return self.fail(problems, path, value, secret)
-        return str(addr)
-
-
-class Network(Type):
-    """An IP network in CIDR notation (or a single address); host bits are allowed."""
-
-    name = "IP network"
-
-    def describe(self):
-        return "an IP address or CIDR network (10.0.0.0/8)"
-
-    def convert(self, value, path, problems, secret):
-        text = _text(value, path, problems, secret)
-        if text is _INVALID:
-            return text
-        if "%" in text:
-            return self.fail(problems, path, value, secret, "must not carry a scope id")
-        try:
-            return str(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            return self.fail(problems, path, value, secret)
-
-
-class Host(Type):
-    """A DNS name or an IP address (no scope id)."""
-
-    name = "host"
-
-    def describe(self):
-        return "a host name or IP address"
-
-    def convert(self, value, path, problems, secret):
-        text = _text(value, path, problems, secret)
-        if text is _INVALID:
-            return text
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            if valid_hostname(text):
-                return text
-            return self.fail(problems, path, value, secret)
-        if "%" in text:
-            return self.fail(problems, path, value, secret, "must not carry a scope id")
-        return str(addr)
-
-
-class Listen(Type):
-    """A TCP listen address ``host:port`` (``:9100``, ``127.0.0.1:9100``,
-    ``[::1]:9100``; a bare port when ``default_port`` is not set), normalised to
-    ``opskit_net.format_listen`` form."""
-
-    name = "listen address"
-
-    def __init__(self, default_port=None, *, allow_hostname=False, **kw):
-        super().__init__(**kw)
-        self.default_port = default_port
-        self.allow_hostname = allow_hostname
-
-    def describe(self):
-        return "a listen address HOST:PORT (127.0.0.1:9100, :9100, [::1]:9100)"
-
-    def convert(self, value, path, problems, secret):
-        if not isinstance(value, int) or isinstance(value, bool):
-            value = _text(value, path, problems, secret)
-            if value is _INVALID:
-                return value
-        try:
-            host, port = opskit_net.parse_listen(
-                value, self.default_port, allow_hostname=self.allow_hostname
-            )
-        except ValueError as err:
-            message = str(err).removeprefix(f"{value!r}: ")
-            return self.fail(problems, path, value, secret, message)
-        return opskit_net.format_listen(host, port)
 
 
 class List(Type):
@@ -651,6 +358,9 @@ class List(Type):
 
     def empty(self):
         return []
+
+    def takes(self, value):
+        return isinstance(value, (list, tuple))
 
     def convert(self, value, path, problems, secret):
         if not isinstance(value, (list, tuple)):
@@ -689,6 +399,9 @@ class Map(Type):
     def empty(self):
         return {}
 
+    def takes(self, value):
+        return isinstance(value, dict)
+
     def convert(self, value, path, problems, secret):
         if not isinstance(value, dict):
             return self.fail(problems, path, value, secret)
@@ -708,6 +421,8 @@ class Map(Type):
             where = key_path(path, name)
             if name in value:
                 result = kind.validate(value[name], where, problems, secret)
+            elif kind.optional:
+                continue
             elif kind.default is not MISSING:
                 result = copy.deepcopy(kind.default)
             elif kind.nullable:
@@ -717,7 +432,7 @@ class Map(Type):
             else:
                 problems.items.append((where, "", f"is required: {kind.describe()}"))
                 continue
-            if result is not _INVALID:
+            if result is not INVALID:
                 out[name] = result
         return out
 
@@ -740,6 +455,9 @@ class DictOf(Type):
     def empty(self):
         return {}
 
+    def takes(self, value):
+        return isinstance(value, dict)
+
     def convert(self, value, path, problems, secret):
         if not isinstance(value, dict):
             return self.fail(problems, path, value, secret)
@@ -752,7 +470,7 @@ class DictOf(Type):
             where = key_path(path, key)
             good_key = self.key.validate(key, where, problems, secret=False)
             result = self.value.validate(val, where, problems, secret)
-            if good_key is not _INVALID and result is not _INVALID:
+            if good_key is not INVALID and result is not INVALID:
                 if good_key in out:
                     problems.add(where, key, "names the same entry as another key", secret)
                 out[good_key] = result
@@ -770,14 +488,23 @@ class OneOf(Type):
     def describe(self):
         return " or ".join(a.describe() for a in self.alternatives)
 
+    def takes(self, value):
+        return any(a.takes(value) for a in self.alternatives)
+
     def convert(self, value, path, problems, secret):
-        reasons = []
+        trials = []
         for alternative in self.alternatives:
             trial = Problems()
             result = alternative.validate(value, path, trial, secret)
-            if result is not _INVALID and not trial:
+            if result is not INVALID and not trial:
                 return result
-            reasons += [f"{p}: {m}" if p != path else m for p, _, m in trial.items]
+            trials.append((alternative, trial))
+        # Only alternatives that take values of this kind explain much.
+        shaped = [(a, t) for a, t in trials if a.takes(value)] or trials
+        if len(shaped) == 1:
+            problems.items.extend(shaped[0][1].items)
+            return INVALID
+        reasons = [m for _, t in shaped for p, _, m in t.items]
         return self.fail(
             problems, path, value, secret, f"must be {self.describe()} ({'; '.join(reasons)})"
         )
@@ -791,12 +518,14 @@ def validate(schema: Type, data, root: str):
     or raise :class:`SettingsError` listing every problem."""
     problems = Problems()
     result = schema.validate(data, root, problems)
-    if problems or result is _INVALID:
+    if problems or result is INVALID:
         raise SettingsError(root, problems.items)
     return result
 
 
 def _default_text(kind: Type) -> str:
+    if kind.optional and kind.default is MISSING:
+        return "(see description)"
     if kind.default is MISSING:
         empty = kind.empty()
         if empty is not MISSING:
@@ -837,3 +566,20 @@ def markdown_table(schema: Type, root: str) -> str:
             f"| {_cell(kind.doc)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# Paths and network values live in opskit_schema_addr (module size); they are part of
+# this vocabulary: ``opskit_schema.Path`` etc. load it on first use (PEP 562).
+_ADDR_NAMES = frozenset(
+    {"SYSTEM_DIRS", "Host", "Ip", "Listen", "Network", "Path", "Url", "valid_hostname"}
+)
+
+
+def __getattr__(name):
+    if name not in _ADDR_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import opskit_schema_addr  # synced from file_roots, or module_dirs
+    except ImportError:  # installed with pip
+        from saltext.opskit.utils import opskit_schema_addr
+    return getattr(opskit_schema_addr, name)

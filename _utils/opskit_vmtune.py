@@ -27,6 +27,11 @@ import dataclasses
 import math
 import re
 
+try:
+    import opskit_formats  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_formats
+
 # The knobs opskit manages, with the bounds it enforces before anything is written.
 # ``hard_max`` is the most an explicit ``ceiling`` override may allow.
 KNOBS = {
@@ -56,8 +61,10 @@ KNOBS = {
 
 MARKER = "# Managed by Salt (opskit vmtune)"
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_SHARE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+# Matched with fullmatch: a value with a line break (or anything else around it) is
+# refused, never cut short.
+_SIZE_RE = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,6})?) ?([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SHARE_RE = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,6})?) ?%")
 _UNITS_KB = {"": 1, "k": 1, "m": 1024, "g": 1024**2, "t": 1024**3}
 
 
@@ -179,7 +186,7 @@ def parse_size_kb(value, what: str) -> int:
         raise VmtuneValueError(f"{what} must be a size such as 25M or 25600 (kB), not {value!r}")
     if isinstance(value, int):
         return value
-    match = _SIZE_RE.match(str(value))
+    match = _SIZE_RE.fullmatch(str(value))
     if not match:
         raise VmtuneValueError(
             f"{what} must be a size such as 25M, 1G or 25600 (kB), not {value!r}"
@@ -191,7 +198,7 @@ def parse_share(value, what: str) -> float | None:
     """``"5%"`` → 5.0; None if ``value`` is not a percentage."""
     if not isinstance(value, str):
         return None
-    match = _SHARE_RE.match(value)
+    match = _SHARE_RE.fullmatch(value)
     if not match:
         return None
     share = float(match.group(1))
@@ -276,28 +283,22 @@ def check_bounds(name: str, value: int, ceiling: int | None = None) -> None:
 def parse_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise VmtuneValueError(f"{name} must be an integer, not {value!r}")
-    if isinstance(value, str) and not re.fullmatch(r"\s*\d+\s*", value):
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,18}", value):
         raise VmtuneValueError(f"{name} must be an integer, not {value!r}")
     return int(value)
 
 
 def render_conf(name: str, value: int, request: str = "") -> str:
-    """The content of opskit's sysctl.d file for one knob."""
-    lines = [MARKER + "; local edits are overwritten.", f"# requested: {request or value}"]
-    return "\n".join(lines) + f"\n{name} = {value}\n"
+    """The content of opskit's sysctl.d file for one knob (``opskit_formats``: the
+    request restated in the comment may not hold line breaks either)."""
+    requested = opskit_formats.check_text(str(request or value), f"{name} request")
+    header = f"{MARKER.removeprefix('# ')}; local edits are overwritten.\nrequested: {requested}"
+    return opskit_formats.sysctl_file({name: int(value)}, header=header, path=name)
 
 
 def parse_conf(text: str) -> dict[str, str]:
     """sysctl.d syntax: ``key = value`` lines; ``#``/``;`` comments; ``-`` prefix ignored."""
-    settings = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        key = key.strip().lstrip("-").replace("/", ".")
-        settings[key] = value.strip()
-    return settings
+    return opskit_formats.parse_sysctl(text)
 
 
 def format_zones(zones: list[Zone], page_kb: int = 4) -> str:

@@ -16,11 +16,17 @@ base:
     - tuning
     # Seafile thumbnail server with nginx in front (runs it under jemalloc itself).
     - thumbnail-server
+{#- extra_sls is rendered only as data and only when opskit_settings_top.py accepts it
+    (SLS names); the `common` formula, which every host gets, refuses an invalid one
+    with a message naming the key (a top file that fails to render shows the user
+    nothing useful). The target is this host's own pillar (the top file is rendered for
+    each minion with its pillar), never its minion id. #}
 {%- set extra_sls = salt["pillar.get"]("extra_sls", []) %}
-{%- if extra_sls %}
-  '{{ grains["id"] }}':
+{%- if extra_sls and not salt["opskit.check"]("top", {"extra_sls": extra_sls}) %}
+  'extra_sls:*':
+    - match: pillar
 {%- for sls in extra_sls %}
-    - {{ sls }}
+    - {{ sls | json }}
 {%- endfor %}
 {%- endif %}
   # Anubis-protected web front ends (nginx + anubis@<instance>).

@@ -7,4 +7,4 @@ include:
 
 common-clean-roles-file-absent:
   file.absent:
-    - name: {{ common.roles_file }}
+    - name: {{ common.roles_file | json }}

@@ -6,6 +6,7 @@
 # disabled) or the compose project (`down`), its unit files and jemalloc drop-in or
 # override, the env file with the secrets, and the release directory. The service
 # user, Seafile's data and the thumbnail cache and logs under its directories stay.
+# Commands are argv lists or module calls: no pillar value reaches a shell.
 {%- if not ts.configured %}
 
 thumbnail-server-clean-pillar-none-test-succeed_without_changes:
@@ -16,23 +17,32 @@ thumbnail-server-clean-pillar-none-test-succeed_without_changes:
 
 thumbnail-server-clean-site-file-absent:
   file.absent:
-    - name: {{ nginx.sites_dir }}/{{ ts.nginx.site_name }}.conf
+    - name: {{ (nginx.sites_dir ~ "/" ~ ts.nginx.site_name ~ ".conf") | json }}
 
-thumbnail-server-clean-nginx-reload-cmd-run:
-  cmd.run:
-    - name: {{ nginx.binary }} -t -q && systemctl reload {{ nginx.service }}
-    - onlyif: systemctl is-active --quiet {{ nginx.service }}
+thumbnail-server-clean-nginx-test-module-run:
+  module.run:
+    - cmd.run_all:
+      - cmd: {{ [nginx.binary, "-t", "-q"] | json }}
+      - python_shell: false
     - onchanges:
       - file: thumbnail-server-clean-site-file-absent
+    - onlyif:
+      - fun: service.status
+        name: {{ nginx.service | json }}
+
+thumbnail-server-clean-nginx-reload-module-run:
+  module.run:
+    - service.reload:
+      - name: {{ nginx.service | json }}
+    - onchanges:
+      - module: thumbnail-server-clean-nginx-test-module-run
 {%-   endif %}
 {%-   if ts.mode == "systemd" %}
 {%-     set sd = ts.systemd %}
 
 thumbnail-server-clean-service-service-dead:
   service.dead:
-    - names:
-      - {{ sd.guard_unit }}
-      - {{ sd.unit }}
+    - names: {{ [sd.guard_unit, sd.unit] | json }}
     - enable: false
 {%-     if ts.nginx.enabled %}
     - require:
@@ -41,13 +51,9 @@ thumbnail-server-clean-service-service-dead:
 
 thumbnail-server-clean-files-file-absent:
   file.absent:
-    - names:
-      - /etc/systemd/system/{{ sd.unit }}
-      - /etc/systemd/system/{{ sd.unit }}.d
-      - /etc/systemd/system/{{ sd.guard_unit }}
-      - /usr/local/lib/opskit/thumbnail-server-memory-guard
-      - {{ ts.config_dir }}
-      - {{ sd.install_dir }}
+    - names: {{ ["/etc/systemd/system/" ~ sd.unit, "/etc/systemd/system/" ~ sd.unit ~ ".d",
+                 "/etc/systemd/system/" ~ sd.guard_unit, sd.guard_script, ts.config_dir,
+                 sd.install_dir] | json }}
     - require:
       - service: thumbnail-server-clean-service-service-dead
 
@@ -59,25 +65,21 @@ thumbnail-server-clean-systemd-reload-module-run:
 {%-   else %}
 {%-     set dk = ts.docker %}
 
-thumbnail-server-clean-compose-down-cmd-run:
-  cmd.run:
-    - name: {{ (dk.compose_command + dk.compose_args + ["down"]) | join(" ") }}
-    - cwd: {{ dk.project_dir }}
-    - onlyif: test -f {{ dk.compose_file }} && command -v {{ dk.compose_command[0] }}
+thumbnail-server-clean-compose-absent:
+  thumbnail_server.compose_absent:
+    - name: {{ dk.project_dir | json }}
+    - settings: {{ ts | json }}
 
 thumbnail-server-clean-jemalloc-compose_disabled:
   jemalloc.compose_disabled:
-    - name: {{ dk.override_file }}
+    - name: {{ dk.override_file | json }}
     - require:
-      - cmd: thumbnail-server-clean-compose-down-cmd-run
+      - thumbnail_server: thumbnail-server-clean-compose-absent
 
 thumbnail-server-clean-files-file-absent:
   file.absent:
-    - names:
-      - {{ dk.compose_file }}
-      - {{ dk.sites_dir | json }}
-      - {{ ts.config_dir }}
+    - names: {{ [dk.compose_file, dk.sites_dir, ts.config_dir] | json }}
     - require:
-      - cmd: thumbnail-server-clean-compose-down-cmd-run
+      - thumbnail_server: thumbnail-server-clean-compose-absent
 {%-   endif %}
 {%- endif %}

@@ -66,8 +66,11 @@ def tables(repo: pathlib.Path = REPO) -> list[Table]:
         module = _import_utils(repo, path.stem)
         if not hasattr(module, "SCHEMA"):
             raise SystemExit(f"{path}: has no SCHEMA, so no option table can be made from it")
-        markdown = schema_lib.markdown_table(module.SCHEMA, formula)
-        found.append(Table(formula, path, repo / "docs" / f"{formula}.md", markdown))
+        # ROOT: the key path prefix of the messages (top-level pillar keys have none);
+        # DOCS_PAGE: the page, when the keys are documented with another formula's.
+        markdown = schema_lib.markdown_table(module.SCHEMA, getattr(module, "ROOT", formula))
+        page = getattr(module, "DOCS_PAGE", formula)
+        found.append(Table(formula, path, repo / "docs" / f"{page}.md", markdown))
     return found
 
 

@@ -113,16 +113,14 @@ def _own(rendered: dict) -> list[str]:
     return sorted(state_id for state_id in rendered if state_id.startswith("exporters-"))
 
 
-def test_formula_with_no_exporters_in_pillar_only_validates(modules):
-    rendered = _states_of(modules.state.show_sls("exporters", pillar={}))
-    assert _own(rendered) == ["exporters-install-pillar-validated"]
-    assert rendered["exporters-install-pillar-validated"]["exporter"][0] == {"exporters": {}}
+def test_formula_with_no_exporters_in_pillar_renders_nothing_of_its_own(modules):
+    assert _own(_states_of(modules.state.show_sls("exporters", pillar={}))) == []
 
 
-def test_formula_maps_pillar_to_states(modules):
+def test_formula_maps_pillar_to_states_without_secrets(modules):
     pillar = {
         "exporters": {
-            "defaults": {"base_url": "http://mirror.example"},
+            "defaults": {"base_url": "http://mirror.example", "env": {"TOKEN": "env-secret"}},
             "node_exporter": {},
             "redis_exporter": {"version": "1.45.0", "redis": {"password": REDIS_PASSWORD}},
             "nginx_exporter": {"source": "package"},
@@ -136,7 +134,6 @@ def test_formula_maps_pillar_to_states(modules):
         "exporters-install-nginx-package-installed",
         "exporters-install-nginx_exporter-installed",
         "exporters-install-node_exporter-installed",
-        "exporters-install-pillar-validated",
         "exporters-install-redis_exporter-installed",
     ]
 
@@ -154,15 +151,33 @@ def test_formula_maps_pillar_to_states(modules):
     nginx = args("exporters-install-nginx_exporter-installed")
     assert "version" not in nginx  # package installs take the repository's version
     assert {"pkg": "exporters-install-nginx-package-installed"} in nginx["require"]
-    validated = args("exporters-install-pillar-validated")["exporters"]
-    assert sorted(validated) == [
-        "dcgm_exporter",
-        "nginx_exporter",
-        "node_exporter",
-        "redis_exporter",
-    ]
+    redis = args("exporters-install-redis_exporter-installed")
+    assert redis["secrets_from"] == ["exporters:defaults", "exporters:redis_exporter"]
+    assert redis["redis"] == {}
+    assert "env" not in redis
+    # No secret value is a state argument anywhere (they are read on the minion).
+    assert REDIS_PASSWORD not in str(rendered)
+    assert "env-secret" not in str(rendered)
     # The targets are published after the exporters (common.mine, order: last).
     assert {"order": "last"} in rendered["common-mine-targets-opskit-targets_published"]["opskit"]
+
+
+def test_formula_refuses_a_bad_pillar_before_rendering_any_state(modules):
+    pillar = {
+        "exporters": {
+            "node_exporter": {"version": "latest"},
+            "postgres_exporter": {
+                "version": "0.16.0",
+                "postgres": {"user": "e", "server_major": 17},
+            },
+        }
+    }
+    rendered = modules.state.show_sls("exporters", pillar=pillar)
+    assert isinstance(rendered, list), f"expected a render error, got {rendered}"
+    error = "\n".join(rendered)
+    assert "invalid exporters pillar" in error
+    assert "node_exporter: version 'latest' is not an exact release version" in error
+    assert "Use postgres_exporter 0.17.0 or newer" in error
 
 
 def test_clean_removes_every_catalog_exporter_and_publishes_the_targets_again(modules):

@@ -81,8 +81,8 @@ def test_dropin_rendering(modules):
     )
     assert text.splitlines()[2:] == [
         "[Service]",
-        f"Environment=LD_PRELOAD=/usr/lib/{MULTIARCH}/libjemalloc.so.2",
-        "Environment=MALLOC_CONF=background_thread:true,dirty_decay_ms:1000",
+        f'Environment="LD_PRELOAD=/usr/lib/{MULTIARCH}/libjemalloc.so.2"',
+        'Environment="MALLOC_CONF=background_thread:true,dirty_decay_ms:1000"',
     ]
     assert modules.jemalloc.dropin_path("thumbnail-server") == (
         "/etc/systemd/system/thumbnail-server.service.d/50-opskit-jemalloc.conf"

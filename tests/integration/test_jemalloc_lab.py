@@ -109,7 +109,7 @@ def test_enabled_then_disabled_on_a_real_service(lab, minion):
         "old": {"main_pid": before["pid"], "jemalloc": False},
         "new": {"main_pid": after["pid"], "jemalloc": True},
     }
-    assert f"Environment=LD_PRELOAD={LIBRARY}" in _dropin(minion)
+    assert f'Environment="LD_PRELOAD={LIBRARY}"' in _dropin(minion)
 
     # A second apply changes nothing and restarts nothing.
     again = _state(lab, "jemalloc.enabled", f"malloc_conf={CONF}")

@@ -264,7 +264,7 @@ def test_secrets_stay_in_the_0600_env_file(lab, thumb):
     # The state returns (what the master's job cache keeps) show names, not values.
     first = json.dumps(thumb["first"].data)
     _no_secrets(first, "the apply's return")
-    assert '"SEAFILE_MYSQL_DB_PASSWORD": "<secret>"' in first or "up to date" in first
+    assert '"SEAFILE_MYSQL_DB_PASSWORD": "**********"' in first or "up to date" in first
 
 
 def _image_batch(minion, tag: str, count: int) -> list[str]:
@@ -279,13 +279,16 @@ def _image_batch(minion, tag: str, count: int) -> list[str]:
     return [f"/thumbnail/{REPO_ID}/256/{tag}-{i}.png" for i in range(count)]
 
 
-def _after_own_memory_check(minion, pid) -> float:
-    """Wait until the service's own memory check (at start-up and every 60 s after, as
-    upstream's thumbnail_task_manager.py) has just run; return time.monotonic()."""
+def _window_before_own_memory_check(minion, pid) -> float:
+    """The service's own memory check runs at start-up and every 60 s after (as
+    upstream's thumbnail_task_manager.py). Wait, if need be, until at least 30 s remain
+    before the next one; return the time.monotonic() 5 s before it."""
     age = int(minion.run(["ps", "-o", "etimes=", "-p", str(pid)]).stdout)
-    if age % 60 > 10:
-        time.sleep(60 - age % 60 + 1)
-    return time.monotonic()
+    left = 60 - age % 60
+    if left < 30:
+        time.sleep(left + 1)
+        left = 59
+    return time.monotonic() + left - 5
 
 
 def _get_quietly(ip):
@@ -322,6 +325,10 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
     assert minion.read_file(f"/etc/systemd/system/{UNIT}") == unit_before
 
     try:
+        # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200 MB);
+        # together they exceed the 256 MiB the service may use. Made before the apply, so
+        # that the load can start while the restarted service is young (see below).
+        batches = [_image_batch(minion, f"round{n}", 4) for n in range(2)]
         result, summary = _apply(lab, low)
         assert summary.succeeded, summary
         before = _service(minion)
@@ -330,14 +337,11 @@ def test_memory_above_the_limit_restarts_the_service(lab, thumb):
         cgroups = minion.read_file(f"/proc/{before['pid']}/cgroup").splitlines()
         assert "4:memory:/" in cgroups or any(c.endswith(":memory:/") for c in cgroups), cgroups
 
-        # Each image is within the per-image limit (7000 x 7000 x 4 B = 187 MB < 200 MB);
-        # together they exceed the 256 MiB the service may use.
-        batches = [_image_batch(minion, f"round{n}", 4) for n in range(2)]
         # The stand-in also checks its own memory, once a minute from its start, as
         # upstream's app does (THUMBNAIL_MEMORY_LIMIT); the guard samples every second.
-        # Start the load just after the stand-in's check, so that what restarts the
-        # service within the next 40 s is the guard.
-        deadline = _after_own_memory_check(minion, before["pid"]) + 40
+        # The load runs between two of the stand-in's checks, so that what restarts the
+        # service is the guard.
+        deadline = _window_before_own_memory_check(minion, before["pid"])
         own_exits = minion.read_file(STANDIN_LOG).count("exiting for restart")
         rounds = 0
         while _service(minion)["restarts"] == before["restarts"] and time.monotonic() < deadline:
@@ -382,22 +386,40 @@ def _snapshot(minion) -> dict:
 
 
 def test_bad_pillar_fails_before_nginx_is_touched_and_the_site_keeps_serving(lab, thumb):
+    """A CMDB record with one hostile value per class (issue 11: a shell metacharacter in
+    a path that reached cmd.run, a tab that added nginx directives, a line break in an
+    env value, config_dir /etc) and plain bad values: the render fails naming each key,
+    nothing on the host changes, no command ran, and the site keeps serving."""
     minion, ip = thumb["minion"], thumb["ip"]
     before = _snapshot(minion)
+    etc_mode = minion.run(["stat", "-c", "%a %U", "/etc"]).stdout
     bad = copy.deepcopy(RECORD)
-    bad["thumbnail_server"]["task_workers"] = "lots"
-    bad["thumbnail_server"]["secrets"]["jwt_private_key"] = "too-short-jwt-key"
+    ts = bad["thumbnail_server"]
+    ts["task_workers"] = "lots"
+    ts["secrets"]["jwt_private_key"] = "too-short-jwt-key"
+    ts["docker"] = {"project_dir": "/opt/x;touch /tmp/opskit-pwned"}
+    ts["nginx"]["access_log"] = "/var/log/nginx/t.log\treturn\t200;"
+    ts["env"] = {"SEAFILE_ADMIN_PASSWORD": "x\nLD_PRELOAD=/tmp/evil.so"}
+    ts["config_dir"] = "/etc"
     result, summary = _apply(lab, bad)
     # A render error: the minion returns the error list instead of state results.
     assert isinstance(result.data[MINION], list), result
     assert not summary.succeeded
     error = json.dumps(result.data)
-    assert "thumbnail_server:task_workers: must be a whole number from 1 to 256, not 'lots'" in (
-        error
-    )
-    assert "thumbnail_server:secrets:jwt_private_key: must be at least 32 characters" in error
+    for expected in (
+        "thumbnail_server:task_workers = 'lots': must be an integer from 1 to 256",
+        "thumbnail_server:secrets:jwt_private_key = <secret, 17 characters>: must be at least",
+        "thumbnail_server:docker:project_dir = '/opt/x;touch /tmp/opskit-pwned'",
+        "thumbnail_server:nginx:access_log = ",
+        "thumbnail_server:env:SEAFILE_ADMIN_PASSWORD = <secret, 25 characters>",
+        "thumbnail_server:config_dir = '/etc': is a system directory",
+    ):
+        assert expected in error, expected
     assert "too-short-jwt-key" not in error
+    assert "evil.so" not in error
     assert _snapshot(minion) == before
+    assert minion.run(["stat", "-c", "%a %U", "/etc"]).stdout == etc_mode
+    assert minion.run(["ls", "/tmp/opskit-pwned"], check=False).returncode != 0
     assert _get(ip, f"/thumbnail/{REPO_ID}/256/photo.jpg").status_code == 200
 
 

@@ -165,6 +165,64 @@ def build_release(artifact: ReleaseArtifact, mirror_root: pathlib.Path) -> pathl
     return release_dir / asset
 
 
+# dcgm-exporter: NVIDIA/dcgm-exporter's Makefile, target package-build (read at tag
+# 4.5.3-4.8.2; present since 4.0.0-4.0.1), runs `tar -czf dist/$DIST_NAME.tar.gz $(ls -A)`
+# in a directory holding only dcgm_exporter/, with DIST_NAME
+# dcgm_exporter-linux-<x86-64 for amd64, sbsa for arm64>-<exporter version> and in
+# dcgm_exporter/: usr/bin/dcgm-exporter, etc/dcgm-exporter/ (copied from the image, which
+# holds the repository's etc/*.csv), LICENSE and
+# lib/systemd/system/nvidia-dcgm-exporter.service. NVIDIA writes no checksum file for it;
+# a site mirror adds sha256sums.txt, as this one does.
+# No DCGM binary exists here (no GPU, no NVIDIA package): the binary is an opskit
+# STAND-IN that only answers --version, and the CSVs are short files in upstream's
+# format. The lab never runs it: opskit refuses dcgm_exporter on a host without an
+# NVIDIA GPU. What the lab checks is that the names and the layout match opskit's.
+DCGM_TAG = "4.5.3-4.8.2"
+DCGM_ARCHES = {"amd64": "x86-64", "arm64": "sbsa"}
+DCGM_COLLECTORS = (
+    "# Format\n"
+    "# If line starts with a '#' it is considered a comment\n"
+    "# DCGM FIELD, Prometheus metric type, help message\n"
+    "DCGM_FI_DEV_GPU_TEMP, gauge, GPU temperature (in C).\n"
+    "DCGM_FI_DEV_POWER_USAGE, gauge, Power draw (in W).\n"
+)
+
+
+def dcgm_standin_archive(tag: str = DCGM_TAG, arch: str = ARCH) -> tuple[str, bytes]:
+    """(asset name, tar.gz bytes) of a dcgm-exporter archive in upstream's layout."""
+    exporter_version = tag.split("-", 1)[1]
+    asset = f"dcgm_exporter-linux-{DCGM_ARCHES[arch]}-{exporter_version}.tar.gz"
+    script = (
+        f"#!/bin/sh\n# opskit lab STAND-IN for dcgm-exporter {tag}\n"
+        f"echo 'dcgm-exporter version {tag}'\n"
+    )
+    unit = "[Unit]\nDescription=NVIDIA DCGM-exporter service (upstream's unit; opskit masks it)\n"
+    members = {
+        "dcgm_exporter/usr/bin/dcgm-exporter": (script.encode(), 0o755),
+        "dcgm_exporter/etc/dcgm-exporter/default-counters.csv": (DCGM_COLLECTORS.encode(), 0o644),
+        "dcgm_exporter/etc/dcgm-exporter/dcp-metrics-included.csv": (
+            DCGM_COLLECTORS.encode(),
+            0o644,
+        ),
+        "dcgm_exporter/LICENSE": (
+            b"Apache License 2.0 (stand-in archive, see the lab docs)\n",
+            0o644,
+        ),
+        "dcgm_exporter/lib/systemd/system/nvidia-dcgm-exporter.service": (unit.encode(), 0o644),
+    }
+    return asset, _tar_gz(members)
+
+
+def build_dcgm_release(mirror_root: pathlib.Path) -> pathlib.Path:
+    asset, tarball = dcgm_standin_archive()
+    release_dir = mirror_root / "NVIDIA/dcgm-exporter/releases/download" / DCGM_TAG
+    release_dir.mkdir(parents=True, exist_ok=True)
+    (release_dir / asset).write_bytes(tarball)
+    digest = hashlib.sha256(tarball).hexdigest()
+    (release_dir / "sha256sums.txt").write_text(f"{digest}  {asset}\n", encoding="utf-8")
+    return release_dir / asset
+
+
 def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
     """Build every artifact once into the cache; return the mirror root.
 
@@ -189,6 +247,9 @@ def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
         for artifact in ARTIFACTS:
             path = build_release(artifact, root)
             print(f"[lab mirror] built {path.relative_to(root)}", flush=True)
+        # dcgm-exporter: a stand-in in upstream's archive layout (see build_dcgm_release).
+        path = build_dcgm_release(root)
+        print(f"[lab mirror] built {path.relative_to(root)} (stand-in)", flush=True)
         # Anubis: the opskit stand-in under upstream's asset names (see anubis_artifacts).
         for path in anubis_artifacts.build_release(root):
             print(f"[lab mirror] built {path.relative_to(root)} (stand-in)", flush=True)

@@ -1,4 +1,5 @@
-"""The exporter catalog and its pure logic (_utils/opskit_exporters.py).
+"""The exporter catalog and the pure logic around it (_utils/opskit_exporter_catalog.py,
+and the checksum, option, quoting and NVIDIA helpers of the other exporter modules).
 
 Expected asset names are written out by hand from each upstream project's build
 configuration (promu's tarball naming, redis_exporter's packaging script, goreleaser's
@@ -9,8 +10,18 @@ from __future__ import annotations
 
 import hashlib
 
-import opskit_exporters as catalog
+import opskit_exporter_catalog as catalog
+import opskit_exporter_dcgm as dcgm
+import opskit_exporter_fetch as fetch
+import opskit_exporter_host as host
+import opskit_exporter_options as opts
+import opskit_exporter_plan as plan
+import opskit_exporter_templates as templates
 import pytest
+
+from tests.conftest import REPO
+
+RENDERER = templates.Renderer(templates.file_loader(REPO / "salt/exporters/files/default"))
 
 VERSIONS = {
     "node_exporter": "1.8.2",
@@ -54,8 +65,9 @@ ASSETS = {
     ("nginx_exporter", "ppc64le"): "nginx-prometheus-exporter_1.4.0_linux_ppc64le.tar.gz",
     ("nginx_exporter", "s390x"): "nginx-prometheus-exporter_1.4.0_linux_s390x.tar.gz",
     ("nginx_exporter", "riscv64"): "nginx-prometheus-exporter_1.4.0_linux_riscv64.tar.gz",
-    ("dcgm_exporter", "x86_64"): "dcgm-exporter-4.1.1-4.0.4.linux-amd64.tar.gz",
-    ("dcgm_exporter", "aarch64"): "dcgm-exporter-4.1.1-4.0.4.linux-arm64.tar.gz",
+    # NVIDIA/dcgm-exporter Makefile, target package-build: the exporter's own version.
+    ("dcgm_exporter", "x86_64"): "dcgm_exporter-linux-x86-64-4.0.4.tar.gz",
+    ("dcgm_exporter", "aarch64"): "dcgm_exporter-linux-sbsa-4.0.4.tar.gz",
     ("dcgm_exporter", "armv7l"): None,
     ("dcgm_exporter", "armv6l"): None,
     ("dcgm_exporter", "i686"): None,
@@ -81,6 +93,44 @@ def test_asset_names_follow_upstream(name, machine):
         return
     rel = catalog.release(exporter, VERSIONS[name], machine, "https://mirror.example")
     assert rel.asset == expected
+
+
+# nginx-prometheus-exporter per release (nginx/nginx-prometheus-exporter at the tags
+# named): the Makefile's `release` target up to v0.8.0 (amd64 and i386 only, named
+# nginx-prometheus-exporter-<version>-linux-<arch>.tar.gz); .goreleaser.yml from v0.9.0
+# (386, amd64, arm v5/v6/v7, arm64, ppc64le, mips64le, s390x); v1.4.0 added mips64,
+# ppc64 and riscv64.
+@pytest.mark.parametrize(
+    ("version", "machine", "asset"),
+    [
+        ("0.8.0", "x86_64", "nginx-prometheus-exporter-0.8.0-linux-amd64.tar.gz"),
+        ("0.8.0", "i686", "nginx-prometheus-exporter-0.8.0-linux-i386.tar.gz"),
+        ("0.8.0", "aarch64", None),
+        ("0.9.0", "aarch64", "nginx-prometheus-exporter_0.9.0_linux_arm64.tar.gz"),
+        ("0.11.0", "armv7l", "nginx-prometheus-exporter_0.11.0_linux_armv7.tar.gz"),
+        ("0.11.0", "riscv64", None),
+        ("1.3.0", "riscv64", None),
+        ("1.3.0", "ppc64", None),
+        ("1.3.0", "s390x", "nginx-prometheus-exporter_1.3.0_linux_s390x.tar.gz"),
+        ("1.4.0", "riscv64", "nginx-prometheus-exporter_1.4.0_linux_riscv64.tar.gz"),
+        ("1.4.0", "ppc64", "nginx-prometheus-exporter_1.4.0_linux_ppc64.tar.gz"),
+    ],
+)
+def test_nginx_exporter_architectures_per_release(version, machine, asset):
+    exporter = catalog.CATALOG["nginx_exporter"]
+    if asset is None:
+        with pytest.raises(ValueError, match=f"{version} publishes no build for CPU architecture"):
+            catalog.release(exporter, version, machine, None)
+        return
+    rel = catalog.release(exporter, version, machine, None)
+    assert rel.asset == asset
+    assert rel.member == "nginx-prometheus-exporter"
+    assert rel.asset_url.endswith(f"/releases/download/v{version}/{asset}")
+
+
+def test_nginx_exporter_before_its_first_release_archives_is_refused():
+    with pytest.raises(ValueError, match=r"predates release archives .*from 0\.4\.0 on"):
+        catalog.release(catalog.CATALOG["nginx_exporter"], "0.3.0", "x86_64", None)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +219,7 @@ def test_parse_checksums_reads_sha256sum_output():
         f"# produced by sha256sum\n{a}  node_exporter-1.8.2.linux-amd64.tar.gz\n"
         f"\n{b.upper()} *./node_exporter-1.8.2.linux-arm64.tar.gz\n"
     )
-    assert catalog.parse_checksums(text) == {
+    assert fetch.parse_checksums(text) == {
         "node_exporter-1.8.2.linux-amd64.tar.gz": a,
         "node_exporter-1.8.2.linux-arm64.tar.gz": b,
     }
@@ -188,38 +238,66 @@ def test_parse_checksums_reads_sha256sum_output():
 )
 def test_parse_checksums_rejects_malformed_files(text, message):
     with pytest.raises(ValueError, match=message):
-        catalog.parse_checksums(text, "http://m/sha256sums.txt")
+        fetch.parse_checksums(text, "http://m/sha256sums.txt")
 
 
 def test_normalise_sha256():
     digest = hashlib.sha256(b"x").hexdigest()
-    assert catalog.normalise_sha256(f"sha256:{digest.upper()}", "pin") == digest
+    assert opts.normalise_sha256(f"sha256:{digest.upper()}", "pin") == digest
     with pytest.raises(ValueError, match="pin must be a sha256"):
-        catalog.normalise_sha256("md5:abc", "pin")
+        opts.normalise_sha256("md5:abc", "pin")
 
 
 def test_sha256_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"exporter" * 100000)
-    assert catalog.sha256_file(path) == hashlib.sha256(b"exporter" * 100000).hexdigest()
+    assert fetch.sha256_file(path) == hashlib.sha256(b"exporter" * 100000).hexdigest()
 
 
 # Compatibility -------------------------------------------------------------------------
+# Expected from postgres_exporter's README, "CI Tested PostgreSQL versions", read at each
+# tag v0.9.0 .. v0.20.1 (written out here, not computed from the catalog): 9.4-9.6 up to
+# v0.12.1; 10 up to v0.14.0; 11-12 up to v0.18.1; 14 from v0.11.0, 15 from v0.12.0,
+# 16 from v0.15.0, 17 from v0.17.0, 18 from v0.19.0.
 @pytest.mark.parametrize(
-    ("exporter", "major", "warnings"),
+    ("exporter", "major", "warning"),
     [
-        ("0.11.1", 15, 0),
-        ("0.14.0", 15, 0),
-        ("0.14.0", 16, 1),
-        ("0.15.0", 16, 0),
-        ("0.17.0", 17, 0),
-        ("0.18.1", 18, 1),
-        ("0.19.0", 18, 0),
-        ("0.19.0", 19, 1),
+        ("0.11.1", "9.6", None),
+        ("0.11.1", 9.4, None),
+        ("0.12.1", "9.5", None),
+        ("0.13.0", "9.6", "tested with postgres_exporter up to 0.12.1"),
+        ("0.17.1", "9.4", "tested with postgres_exporter up to 0.12.1"),
+        ("0.14.0", 10, None),
+        ("0.15.0", 10, "up to 0.14.0"),
+        ("0.18.1", 11, None),
+        ("0.18.1", 12, None),
+        ("0.19.0", 11, "up to 0.18.1"),
+        ("0.20.1", 12, "up to 0.18.1"),
+        ("0.11.1", 14, None),
+        ("0.10.1", 14, "from 0.11.0 on"),
+        ("0.11.1", 15, "from 0.12.0 on"),
+        ("0.14.0", 15, None),
+        ("0.14.0", 16, "from 0.15.0 on"),
+        ("0.15.0", 16, None),
+        ("0.17.0", 17, None),
+        ("0.18.1", 18, "from 0.19.0 on"),
+        ("0.19.0", 18, None),
+        ("0.19.0", 19, "newer than any major"),
     ],
 )
-def test_postgres_pairs_that_work(exporter, major, warnings):
-    assert len(catalog.postgres_compatibility(exporter, major)) == warnings
+def test_postgres_pairs_that_work(exporter, major, warning):
+    warnings = catalog.postgres_compatibility(exporter, major)
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert warning in warnings[0]
+        assert "untested" in warnings[0] or "newer than any major" in warnings[0]
+
+
+def test_the_release_known_good_with_old_postgres_is_named():
+    (warning,) = catalog.postgres_compatibility("0.15.0", "9.6")
+    assert "0.11.1 is known good with it" in warning
 
 
 @pytest.mark.parametrize(("exporter", "major"), [("0.16.0", 17), ("0.11.1", 17), ("0.16.0", 18)])
@@ -228,6 +306,18 @@ def test_postgres_known_bad_pairs_are_refused_naming_a_good_version(exporter, ma
         catalog.postgres_compatibility(exporter, major)
     assert f"postgres_exporter {exporter} does not work with PostgreSQL {major}" in str(err.value)
     assert "Use postgres_exporter 0.17.0 or newer" in str(err.value)
+
+
+@pytest.mark.parametrize("major", ["9.3", 9.0, "8.4"])
+def test_postgres_before_9_4_is_refused(major):
+    with pytest.raises(catalog.CompatibilityError, match=r"needs 9\.4 or newer"):
+        catalog.postgres_compatibility("0.11.1", major)
+
+
+@pytest.mark.parametrize("major", ["9", 9, "9.7", "10.2", "15.0", True, "x", 100])
+def test_postgres_majors_are_written_as_postgresql_names_them(major):
+    with pytest.raises(catalog.CompatibilityError, match="major"):
+        catalog.postgres_compatibility("0.11.1", major)
 
 
 def test_dcgm_pairs():
@@ -284,50 +374,29 @@ def test_web_config_flag_by_version(name, version, flag):
     ],
 )
 def test_parse_listen(listen, parsed):
-    assert catalog.parse_listen(listen, 9100) == parsed
+    assert opts.parse_listen(listen, 9100) == parsed
 
 
 @pytest.mark.parametrize("listen", [":0", ":70000", "::1:9100", "a b:1", "host:port"])
 def test_parse_listen_rejects(listen):
     with pytest.raises(ValueError, match="listen address"):
-        catalog.parse_listen(listen, 9100)
+        opts.parse_listen(listen, 9100)
 
 
 def test_redact_removes_known_secrets_and_url_passwords():
     text = "dial postgresql://exporter:s3cret@db:5432/x failed; password=hunter2 (s3cret)"
-    redacted = catalog.redact(text, ["s3cret"])
+    redacted = host.redact(text, ["s3cret"])
     assert "s3cret" not in redacted
     assert "hunter2" not in redacted
     assert "postgresql://exporter:<redacted>@db:5432/x" in redacted
-    assert catalog.redact_url("https://u:p@mirror.example/x") == "https://***@mirror.example/x"
-    assert catalog.redact_url("https://mirror.example/x") == "https://mirror.example/x"
+    assert opts.redact_url("https://u:p@mirror.example/x") == "https://***@mirror.example/x"
+    assert opts.redact_url("https://mirror.example/x") == "https://mirror.example/x"
 
 
 # Rendering -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("value", "quoted"),
-    [
-        ("--web.listen-address=:9100", "--web.listen-address=:9100"),
-        ("--namespace=my redis", '"--namespace=my redis"'),
-        ("--x=50%", "--x=50%%"),
-        ("--x=$HOME", '"--x=$$HOME"'),
-        ('--x=a"b', '"--x=a\\"b"'),
-    ],
-)
-def test_systemd_quote(value, quoted):
-    assert catalog.systemd_quote(value) == quoted
-
-
-def test_systemd_quote_keeps_credential_specifiers_only_when_asked():
-    assert catalog.systemd_quote("--key=%d/k", specifiers=True) == "--key=%d/k"
-    assert catalog.systemd_quote("--key=%d/k") == "--key=%%d/k"
-    with pytest.raises(ValueError, match="newline"):
-        catalog.systemd_quote("a\nb")
-
-
 def test_flag_args_styles_and_refusals():
     node = catalog.CATALOG["node_exporter"]
-    args = catalog.flag_args(
+    args = opts.flag_args(
         node,
         "1.8.2",
         {"collector.systemd": True, "collector.wifi": False, "collector.x": ["a", "b"], "y": None},
@@ -339,51 +408,55 @@ def test_flag_args_styles_and_refusals():
         "--collector.x=b",
     ]
     redis = catalog.CATALOG["redis_exporter"]
-    assert catalog.flag_args(redis, "1.67.0", {"is-cluster": False}) == ["--is-cluster=false"]
+    assert opts.flag_args(redis, "1.67.0", {"is-cluster": False}) == ["--is-cluster=false"]
     nginx = catalog.CATALOG["nginx_exporter"]
-    assert catalog.flag_args(nginx, "0.11.0", {"nginx.plus": False}) == ["--nginx.plus=false"]
-    assert catalog.flag_args(nginx, "1.4.0", {"nginx.plus": False}) == ["--no-nginx.plus"]
+    assert opts.flag_args(nginx, "0.11.0", {"nginx.plus": False}) == ["--nginx.plus=false"]
+    assert opts.flag_args(nginx, "1.4.0", {"nginx.plus": False}) == ["--no-nginx.plus"]
     with pytest.raises(ValueError, match="would put a secret into the process's arguments"):
-        catalog.flag_args(redis, "1.67.0", {"redis.password": "x"})
+        opts.flag_args(redis, "1.67.0", {"redis.password": "x"})
     with pytest.raises(ValueError, match="set by opskit"):
-        catalog.flag_args(node, "1.8.2", {"web.listen-address": ":1"})
+        opts.flag_args(node, "1.8.2", {"web.listen-address": ":1"})
     with pytest.raises(ValueError, match="is not a flag name"):
-        catalog.flag_args(node, "1.8.2", {"a b": 1})
+        opts.flag_args(node, "1.8.2", {"a b": 1})
 
 
 def test_env_file_escapes_what_systemd_would_interpret():
-    text = catalog.env_file({"REDIS_PASSWORD": 'a$b"c\\d`e%f', "PLAIN": "x"})
+    text = opts.env_file({"REDIS_PASSWORD": 'a$b"c\\d`e%f', "PLAIN": "x"})
     assert 'REDIS_PASSWORD="a\\$b\\"c\\\\d\\`e%f"' in text
     assert 'PLAIN="x"' in text
     with pytest.raises(ValueError, match="newline"):
-        catalog.env_file({"X": "a\nb"})
+        opts.env_file({"X": "a\nb"})
     with pytest.raises(ValueError, match="not an environment variable name"):
-        catalog.env_file({"1X": "a"})
+        opts.env_file({"1X": "a"})
 
 
 def test_web_config_accepts_bcrypt_hashes_only():
     digest = "$2y$10$" + "a" * 53
-    text = catalog.web_config_yaml({"prom": digest}, "/run/c/crt", "/run/c/key", "/run/c/ca")
+    context = {
+        "tls": {"cert_file": "/run/c/crt", "key_file": "/run/c/key", "client_ca_file": "/run/c/ca"},
+        "basic_auth_users": {"prom": digest},
+    }
+    text = RENDERER.render("web-config.yml.jinja", **context)
     assert f"'prom': '{digest}'" in text
     assert "cert_file: '/run/c/crt'" in text
     assert "client_auth_type: RequireAndVerifyClientCert" in text
+    web = {"basic_auth_users": {"prom": "plain-password"}}
     with pytest.raises(ValueError, match="must be a bcrypt hash"):
-        catalog.web_config_yaml({"prom": "plain-password"}, None, None, None)
+        plan.build("node_exporter", {"version": "1.8.2", "web": web}, "x86_64")
+    web = {"tls": {"cert": "/c"}}
     with pytest.raises(ValueError, match="needs both cert and key"):
-        catalog.web_config_yaml(None, "/c", None, None)
+        plan.build("node_exporter", {"version": "1.8.2", "web": web}, "x86_64")
 
 
-def _unit(name, **kwargs):
-    exporter = catalog.CATALOG[name]
-    spec = catalog.UnitSpec(
-        exporter=exporter,
-        version=VERSIONS[name],
-        exec_path=f"/opt/opskit/exporters/{name}/current/{exporter.binary}",
-        args=["--web.listen-address=:1"],
-        user="root" if exporter.run_as_root else name,
-        **kwargs,
-    )
-    return catalog.unit_text(spec)
+def _unit(name, **options):
+    source = {"source": "package"} if name == "dcgm_exporter" else {}
+    extra = {
+        "redis_exporter": {},
+        "postgres_exporter": {"postgres": {"user": "e"}},
+        "dcgm_exporter": {"dcgm": {"repo": {"manage": False}}},
+    }.get(name, {})
+    options = {"version": VERSIONS[name], **source, **extra, **options}
+    return plan.build(name, options, "x86_64", RENDERER).unit
 
 
 @pytest.mark.parametrize("name", sorted(catalog.CATALOG))
@@ -412,36 +485,39 @@ def test_unit_adaptations_per_exporter():
     assert "\nUser=redis_exporter\n" in redis
     assert "\nPrivateDevices=yes\n" in redis
     assert "\nCapabilityBoundingSet=\n" in redis
-    dcgm = _unit("dcgm_exporter", requires=["nvidia-dcgm.service"], after=["nvidia-dcgm.service"])
-    assert "\nUser=root\n" in dcgm
-    assert "PrivateDevices" not in dcgm
-    assert "\nCapabilityBoundingSet=CAP_SYS_ADMIN\n" in dcgm
-    assert "\nRequires=nvidia-dcgm.service\n" in dcgm
-    assert "After=network-online.target nvidia-dcgm.service" in dcgm
+    dcgm_unit = _unit("dcgm_exporter")
+    assert "\nUser=root\n" in dcgm_unit
+    assert "PrivateDevices" not in dcgm_unit
+    assert "\nCapabilityBoundingSet=CAP_SYS_ADMIN\n" in dcgm_unit
+    assert "\nRequires=nvidia-dcgm.service\n" in dcgm_unit
+    assert "After=network-online.target nvidia-dcgm.service" in dcgm_unit
 
 
 def test_unit_carries_credentials_and_environment_file_not_secrets():
     unit = _unit(
         "postgres_exporter",
-        environment={"PGSSLKEY": "%d/postgres-client.key"},
-        environment_file="/etc/opskit/exporters/postgres_exporter/env",
-        credentials={"postgres-client.key": "/etc/ssl/private/pg.key"},
+        postgres={"user": "e", "password": "pg-secret", "sslcert": "/c", "sslkey": "/etc/pg.key"},
     )
     assert '\nEnvironment="PGSSLKEY=%d/postgres-client.key"\n' in unit
     assert "\nEnvironmentFile=/etc/opskit/exporters/postgres_exporter/env\n" in unit
-    assert "\nLoadCredential=postgres-client.key:/etc/ssl/private/pg.key\n" in unit
+    assert "\nLoadCredential=postgres-client.key:/etc/pg.key\n" in unit
+    assert "pg-secret" not in unit
 
 
 def test_stub_status_block():
-    conf = catalog.stub_status_conf("127.0.0.1", 8080, "/stub_status", ["127.0.0.1", "::1"])
+    nginx = {"stub_status": {"listen": "127.0.0.1:8080", "allow": ["127.0.0.1", "::1"]}}
+    conf = plan.build("nginx_exporter", {"version": "1.4.0", "nginx": nginx}, "x86_64", RENDERER)
+    conf = conf.stub_status.content
     assert "listen 127.0.0.1:8080;" in conf
     assert "location = /stub_status {" in conf
     assert "allow ::1;" in conf
     assert conf.index("allow 127.0.0.1;") < conf.index("deny all;")
+    bad = {"stub_status": {"allow": ["everyone"]}}
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
-        catalog.stub_status_conf("127.0.0.1", 8080, "/s", ["everyone"])
+        plan.build("nginx_exporter", {"version": "1.4.0", "nginx": bad}, "x86_64")
+    bad = {"stub_status": {"path": "/s;evil"}}
     with pytest.raises(ValueError, match="must look like /stub_status"):
-        catalog.stub_status_conf("127.0.0.1", 8080, "/s;evil", [])
+        plan.build("nginx_exporter", {"version": "1.4.0", "nginx": bad}, "x86_64")
 
 
 # NVIDIA --------------------------------------------------------------------------------
@@ -456,23 +532,23 @@ def test_nvidia_gpus_from_sysfs_and_proc(tmp_path):
     sys_root, proc_root = str(tmp_path / "sys"), str(tmp_path / "proc")
     _pci(tmp_path, "0000:00:02.0", "0x1af4", "0x020000")  # virtio network
     _pci(tmp_path, "0000:00:05.0", "0x10de", "0x040300")  # NVIDIA audio function
-    assert catalog.nvidia_gpus(sys_root, proc_root)["pci"] == []
+    assert dcgm.nvidia_gpus(sys_root, proc_root)["pci"] == []
     _pci(tmp_path, "0000:3b:00.0", "0x10de", "0x030200")  # NVIDIA 3D controller
-    found = catalog.nvidia_gpus(sys_root, proc_root)
+    found = dcgm.nvidia_gpus(sys_root, proc_root)
     assert found["pci"] == ["0000:3b:00.0"]
     assert found["driver"] == []
     (tmp_path / "proc" / "driver" / "nvidia" / "gpus" / "0000:3b:00.0").mkdir(parents=True)
-    assert catalog.nvidia_gpus(sys_root, proc_root)["driver"] == ["0000:3b:00.0"]
+    assert dcgm.nvidia_gpus(sys_root, proc_root)["driver"] == ["0000:3b:00.0"]
 
 
 def test_nvidia_repository_files():
-    assert catalog.nvidia_repo_path("Debian", 12, "x86_64") == "debian12/x86_64"
-    assert catalog.nvidia_repo_path("Ubuntu", "22.04", "aarch64") == "ubuntu2204/sbsa"
+    assert dcgm.nvidia_repo_path("Debian", 12, "x86_64") == "debian12/x86_64"
+    assert dcgm.nvidia_repo_path("Ubuntu", "22.04", "aarch64") == "ubuntu2204/sbsa"
     with pytest.raises(ValueError, match="no packages for 'armv7l'"):
-        catalog.nvidia_repo_path("Debian", 12, "armv7l")
+        dcgm.nvidia_repo_path("Debian", 12, "armv7l")
     url = "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64"
-    source = catalog.nvidia_apt_source(url, "/etc/apt/keyrings/k.gpg")
+    source = dcgm.nvidia_apt_source(url, "/etc/apt/keyrings/k.gpg")
     assert f"deb [signed-by=/etc/apt/keyrings/k.gpg] {url}/ /\n" in source
-    pin = catalog.nvidia_apt_pin(url)
+    pin = dcgm.nvidia_apt_pin(url)
     assert "Package: *\nPin: origin developer.download.nvidia.com\nPin-Priority: 100" in pin
     assert "Package: datacenter-gpu-manager*\n" in pin

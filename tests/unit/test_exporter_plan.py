@@ -4,10 +4,17 @@ secret goes, with which mode and owner, and how bad options are refused."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 
+import opskit_exporter_host as host
 import opskit_exporter_plan as plan
+import opskit_exporter_templates as templates
 import pytest
+
+from tests.conftest import REPO
+
+RENDERER = templates.Renderer(templates.file_loader(REPO / "salt/exporters/files/default"))
 
 REDIS_PASSWORD = "r3dis-Pa$$word%"
 PG_PASSWORD = "pg/pass@word"
@@ -15,7 +22,7 @@ BCRYPT = "$2y$10$" + "b" * 53
 
 
 def build(name, **options):
-    return plan.build(name, options, "x86_64")
+    return plan.build(name, options, "x86_64", RENDERER)
 
 
 def redis_tls():
@@ -240,7 +247,9 @@ def test_bad_options_are_refused_with_the_exporter_and_option_named(name, option
 def test_redis_exporter_on_an_arm_core_it_has_no_build_for():
     with pytest.raises(ValueError, match="no build for CPU architecture 'armv6l'"):
         plan.build("redis_exporter", {"version": "1.67.0"}, "armv6l")
-    desired = plan.build("redis_exporter", {"version": "1.67.0", "source": "package"}, "armv6l")
+    desired = plan.build(
+        "redis_exporter", {"version": "1.67.0", "source": "package"}, "armv6l", RENDERER
+    )
     assert desired.source == "package"
 
 
@@ -250,12 +259,12 @@ def test_write_file_is_private_from_the_start_and_owned_as_asked(tmp_path):
     target = tmp_path / "etc" / "env"
     uid = 65534 if os.geteuid() == 0 else os.geteuid()  # nobody, when we may chown
     gid = 65534 if os.geteuid() == 0 else os.getegid()
-    plan.write_file(str(target), "SECRET=1\n", 0o600, uid, gid)
+    host.write_file(str(target), "SECRET=1\n", 0o600, uid, gid)
     info = target.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert (info.st_uid, info.st_gid) == (uid, gid)
     inode = info.st_ino
-    plan.write_file(str(target), "SECRET=2\n", 0o640, uid, gid)
+    host.write_file(str(target), "SECRET=2\n", 0o640, uid, gid)
     assert target.read_text() == "SECRET=2\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert target.stat().st_ino != inode
@@ -266,6 +275,196 @@ def test_write_file_leaves_nothing_when_it_fails(tmp_path):
     target = tmp_path / "env"
     target.write_text("OLD=1\n")
     with pytest.raises(TypeError):
-        plan.write_file(str(target), object(), 0o600, os.geteuid(), os.getegid())
+        host.write_file(str(target), object(), 0o600, os.geteuid(), os.getegid())
     assert target.read_text() == "OLD=1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]
+
+
+def test_old_postgres_majors_are_named_as_postgresql_names_them():
+    options = {"user": "e", "server_major": "9.6"}
+    desired = build("postgres_exporter", version="0.13.0", postgres=options)
+    assert desired.postgres_major == "9.6"
+    assert "up to 0.12.1" in desired.warnings[0]
+    assert build("postgres_exporter", version="0.11.1", postgres=options).warnings == []
+    yaml_float = {"user": "e", "server_major": 9.6}  # what YAML makes of 9.6
+    assert build("postgres_exporter", version="0.11.1", postgres=yaml_float).postgres_major == "9.6"
+    with pytest.raises(ValueError, match=r"postgres_exporter: .*PostgreSQL 9\.3.*needs 9\.4"):
+        build("postgres_exporter", version="0.11.1", postgres={"user": "e", "server_major": "9.3"})
+
+
+@pytest.mark.parametrize(
+    ("short_version", "major"), [("9.6.24", "9.6"), ("15.4", "15"), ("10.23", "10")]
+)
+def test_the_running_servers_major_is_read_as_postgresql_names_it(short_version, major):
+    import opskit_exporter_probe as probe
+
+    body = f'pg_static{{server="db:5432",short_version="{short_version}",version="x"}} 1\n'
+    assert probe.postgres_server_major(body) == major
+
+
+# What each redis_exporter release understands (oliver006/redis_exporter main.go at the
+# tags named; an older release exits on the unknown flag, or ignores REDIS_USER).
+@pytest.mark.parametrize(
+    ("options", "first"),
+    [
+        ({"redis": {"addr": "rediss://db:6380", "tls": {"ca": "/etc/ca.pem"}}}, "1.8.0"),
+        ({"redis": {"addr": "redis://db:6379", "user": "exporter"}}, "1.7.0"),
+        ({"web": {"tls": {"cert": "/c", "key": "/k"}}}, "1.9.0"),
+        ({"web": {"tls": {"cert": "/c", "key": "/k", "client_ca": "/ca"}}}, "1.33.0"),
+        ({"web": {"basic_auth_users": {"p": BCRYPT}}}, "1.80.2"),
+    ],
+)
+def test_redis_exporter_options_need_the_release_that_has_them(options, first):
+    major, minor, _patch = (int(p) for p in first.split("."))
+    older = f"{major}.{minor - 1}.0" if minor else f"{major - 1}.99.0"
+    with pytest.raises(ValueError, match=rf"{older} does not support .* from {first} on"):
+        build("redis_exporter", version=older, **options)
+    build("redis_exporter", version=first, **options)
+
+
+# dcgm-exporter archives ----------------------------------------------------------------
+DCGM_TAG = "4.5.3-4.8.2"
+
+
+def dcgm_archive_build(**options):
+    dcgm = {"repo": {"manage": False}, **options.pop("dcgm", {})}
+    return build("dcgm_exporter", version=DCGM_TAG, base_url="http://m", dcgm=dcgm, **options)
+
+
+def test_dcgm_exporter_archives_follow_upstreams_layout():
+    """NVIDIA/dcgm-exporter Makefile, target package-build (read at 4.5.3-4.8.2)."""
+    rel = dcgm_archive_build().release
+    assert rel.asset == "dcgm_exporter-linux-x86-64-4.8.2.tar.gz"
+    assert rel.asset_url == (
+        "http://m/NVIDIA/dcgm-exporter/releases/download/4.5.3-4.8.2/"
+        "dcgm_exporter-linux-x86-64-4.8.2.tar.gz"
+    )
+    assert rel.member == "dcgm_exporter/usr/bin/dcgm-exporter"
+    arm = plan.build(
+        "dcgm_exporter",
+        {"version": DCGM_TAG, "base_url": "http://m", "dcgm": {"repo": {"manage": False}}},
+        "aarch64",
+    )
+    assert arm.release.asset == "dcgm_exporter-linux-sbsa-4.8.2.tar.gz"
+
+
+def test_an_archive_install_points_dcgm_exporter_at_its_own_collectors_file():
+    unit = dcgm_archive_build().unit
+    csv = "/opt/opskit/exporters/dcgm_exporter/current/etc/dcgm-exporter/default-counters.csv"
+    assert f"--collectors={csv}" in unit
+    own = dcgm_archive_build(dcgm={"collectors": "/etc/site/counters.csv"}).unit
+    assert "--collectors=/etc/site/counters.csv" in own
+    assert csv not in own
+    package = build(
+        "dcgm_exporter", version=DCGM_TAG, source="package", dcgm={"repo": {"manage": False}}
+    )
+    assert "--collectors" not in package.unit  # the package installs /etc/dcgm-exporter/
+
+
+def test_unpacking_upstreams_dcgm_archive_installs_binary_and_collectors(tmp_path, monkeypatch):
+    """The lab mirror's dcgm-exporter stand-in is built in upstream's layout
+    (tests/lab/artifacts.py); opskit's unpack takes the binary and the default
+    collectors CSV out of it into the versioned directory."""
+    import opskit_exporter_fetch as fetch
+
+    from tests.lab import artifacts
+
+    monkeypatch.setattr(plan, "INSTALL_ROOT", str(tmp_path / "opt"))
+    asset, tarball = artifacts.dcgm_standin_archive(DCGM_TAG)
+    desired = dcgm_archive_build()
+    assert asset == desired.release.asset
+    archive = tmp_path / asset
+    archive.write_bytes(tarball)
+    minion = host.Host({}, "unit-test", str(tmp_path / "state"))
+    final, binary_sha, files_sha = fetch.unpack(minion, desired, archive)
+    assert final == tmp_path / "opt" / "dcgm_exporter" / "4.5.3-4.8.2.linux-x86-64"
+    binary = final / "dcgm-exporter"
+    assert stat.S_IMODE(binary.stat().st_mode) == 0o755
+    assert binary_sha == fetch.sha256_file(binary)
+    collectors = final / "etc" / "dcgm-exporter" / "default-counters.csv"
+    assert collectors.read_text().startswith("# Format\n")
+    assert stat.S_IMODE(collectors.stat().st_mode) == 0o644
+    assert files_sha == {"etc/dcgm-exporter/default-counters.csv": fetch.sha256_file(collectors)}
+
+
+# A mirror with another URL layout -----------------------------------------------------
+def test_a_mirror_with_another_url_layout():
+    artifactory = "https://repo.example/artifactory/exporters/{name}/{version}/{file}"
+    rel = build("node_exporter", version="1.8.2", url_template=artifactory).release
+    assert rel.asset_url == (
+        "https://repo.example/artifactory/exporters/node_exporter/1.8.2/"
+        "node_exporter-1.8.2.linux-amd64.tar.gz"
+    )
+    assert rel.checksums_url == (
+        "https://repo.example/artifactory/exporters/node_exporter/1.8.2/sha256sums.txt"
+    )
+    flat = "{base_url}/{owner}/{repository}/{tag}/{file}"
+    rel = build("redis_exporter", version="1.45.0", base_url="http://m/", url_template=flat).release
+    assert rel.asset_url == (
+        "http://m/oliver006/redis_exporter/v1.45.0/redis_exporter-v1.45.0.linux-amd64.tar.gz"
+    )
+    dcgm = dcgm_archive_build(
+        url_template="http://nv.example/dcgm/{exporter_version}/{arch}/{file}"
+    )
+    assert dcgm.release.asset_url == (
+        "http://nv.example/dcgm/4.8.2/x86-64/dcgm_exporter-linux-x86-64-4.8.2.tar.gz"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("https://m/{name}/{version}", "must contain {file}"),
+        ("https://m/{name}/{colour}/{file}", "{colour} is not a placeholder"),
+        ("https://m/{file.__class__}", "is not a placeholder"),
+        ("https://m/{file!r}", "is not a placeholder"),
+        ("https://m/{file:>10}", "is not a placeholder"),
+        ("https://m/{file", "url_template"),
+        ("ftp://m/{file}", "url_template must give http or https URLs"),
+        ("{base_url}/{file}", "set base_url"),
+        ("https://m/{file}\n", "one line"),
+    ],
+)
+def test_url_templates_are_checked(template, message):
+    options = {"version": DCGM_TAG, "dcgm": {"repo": {"manage": False}}, "url_template": template}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan.build("dcgm_exporter", options, "x86_64")
+
+
+# nginx_exporter and unix sockets ---------------------------------------------------------
+# nginx-prometheus-exporter's parseUnixSocketAddress (exporter.go, read at v0.11.0 and
+# v1.5.3): "unix:<socket path>:<request path>", first in v0.5.0.
+def test_nginx_exporter_scrapes_a_unix_socket():
+    nginx = {"stub_status": False, "scrape_uri": "unix:/run/nginx/status.sock:/basic_status"}
+    desired = build("nginx_exporter", version="1.4.0", nginx=nginx)
+    assert "--nginx.scrape-uri=unix:/run/nginx/status.sock:/basic_status" in desired.unit
+    old = build("nginx_exporter", version="0.5.0", nginx=nginx)
+    assert "--nginx.scrape-uri=unix:/run/nginx/status.sock:/basic_status" in old.unit
+    with pytest.raises(ValueError, match=r"0\.4\.0 does not support nginx\.scrape_uri\.unix"):
+        build("nginx_exporter", version="0.4.0", nginx=nginx)
+
+
+def test_a_stub_status_block_on_a_unix_socket_is_scraped_through_it():
+    nginx = {"stub_status": {"listen": "unix:/run/opskit-nginx-status.sock"}}
+    desired = build("nginx_exporter", version="0.11.0", nginx=nginx)
+    assert "--nginx.scrape-uri=unix:/run/opskit-nginx-status.sock:/stub_status" in desired.unit
+    conf = desired.stub_status.content
+    assert "    listen unix:/run/opskit-nginx-status.sock;\n" in conf
+    # nginx's access module matches a unix socket's clients with "unix:" only
+    assert "        allow unix:;\n        deny all;\n" in conf
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "unix:/run/nginx.sock",  # no request path: upstream would fetch http://unix
+        "unix:relative.sock:/stub_status",
+        "unix:/run/a:b.sock:/stub_status",
+        "unix:/run/nginx.sock:stub_status",
+        "unix:/run/nginx.sock:/stub status",
+        "unix:/run/../etc/x.sock:/stub_status",
+    ],
+)
+def test_unix_scrape_uris_upstream_would_misread_are_refused(uri):
+    with pytest.raises(ValueError, match=r"nginx_exporter: nginx\.scrape_uri"):
+        build("nginx_exporter", version="1.4.0", nginx={"stub_status": False, "scrape_uri": uri})

@@ -44,7 +44,11 @@ def test_unit_names(name, unit):
     assert jm.canonical_unit(name) == unit
 
 
-@pytest.mark.parametrize("name", ["", "a b", "../etc", "x.timer", "-x", None])
+@pytest.mark.parametrize(
+    "name",
+    # A trailing newline passed the old `^...$` pattern under re.match (issue 11, item 10).
+    ["", "a b", "../etc", "x.timer", "-x", None, "a.service\n", "a\n", "a\u2028", "a;b"],
+)
 def test_bad_unit_names_are_refused(name):
     with pytest.raises(jm.JemallocValueError):
         jm.canonical_unit(name)
@@ -56,7 +60,16 @@ def test_malloc_conf_validation():
     assert jm.validate_malloc_conf("") == (None, [])
     _, warnings = jm.validate_malloc_conf("narenas:4,made_up:1")
     assert warnings == ["malloc_conf option 'made_up' is not one jemalloc 5.x documents"]
-    for bad in ("narenas: 4", "narenas:4,", "prof_prefix:%h", "x:$HOME", 'a:"b"', "narenas"):
+    for bad in (
+        "narenas: 4",
+        "narenas:4,",
+        "prof_prefix:%h",
+        "x:$HOME",
+        'a:"b"',
+        "narenas",
+        "narenas:2\n",  # passed the old `$`-anchored pattern (issue 11, item 10)
+        "narenas:2\nMALLOC_CONF=x",
+    ):
         with pytest.raises(jm.JemallocValueError, match="not a key:value pair"):
             jm.validate_malloc_conf(bad)
 

@@ -125,7 +125,12 @@ def test_sizes(value, kb):
     assert vm.parse_size_kb(value, "size") == kb
 
 
-@pytest.mark.parametrize("value", ["25 furlongs", True, "-1M", ""])
+@pytest.mark.parametrize(
+    # "25M\n" passed the old `$`-anchored pattern (issue 11, item 10) and the newline
+    # reached the sysctl.d file's comment line.
+    "value",
+    ["25 furlongs", True, "-1M", "", "25M\n", "25M\nvm.swappiness = 100", "\n25M"],
+)
 def test_bad_sizes_are_refused(value):
     with pytest.raises(vm.VmtuneValueError, match="must be a size"):
         vm.parse_size_kb(value, "size")
@@ -157,3 +162,21 @@ def test_conf_round_trip():
     assert vm.parse_conf("-vm/vfs_cache_pressure=200\n; comment\n") == {
         "vm.vfs_cache_pressure": "200"
     }
+
+
+@pytest.mark.parametrize("value", ["200\n", " 200", "2\u0660"])
+def test_integers_are_digits_only(value):
+    with pytest.raises(vm.VmtuneValueError, match="must be an integer"):
+        vm.parse_int(value, "vm.vfs_cache_pressure")
+
+
+def test_shares_are_whole_strings():
+    assert vm.parse_share("5%", "x") == 5.0
+    assert vm.parse_share("5%\n", "x") is None
+
+
+def test_conf_refuses_a_request_with_a_line_break():
+    import opskit_formats
+
+    with pytest.raises(opskit_formats.UnsafeValue, match="line feed"):
+        vm.render_conf("vm.min_free_kbytes", 205824, "auto (largest_allocation 25M\n)")

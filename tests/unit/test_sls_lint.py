@@ -39,20 +39,6 @@ PENDING = {
     "salt/anubis/package/init.sls": ("anubis", 13),
     "salt/anubis/service/init.sls": ("anubis", 14),
     "salt/anubis/sites/init.sls": ("anubis", 1),
-    "salt/common/clean.sls": ("foundation", 1),
-    "salt/common/config/init.sls": ("foundation", 3),
-    "salt/exporters/install/clean.sls": ("exporters", 2),
-    "salt/exporters/install/init.sls": ("exporters", 6),
-    "salt/thumbnail-server/clean.sls": ("thumbnail", 19),
-    "salt/thumbnail-server/config/init.sls": ("thumbnail", 20),
-    "salt/thumbnail-server/package/init.sls": ("thumbnail", 9),
-    "salt/thumbnail-server/service/init.sls": ("thumbnail", 18),
-    "salt/thumbnail-server/sites/init.sls": ("thumbnail", 1),
-    "salt/top.sls": ("foundation", 2),
-    "salt/tuning/jemalloc/clean.sls": ("foundation", 4),
-    "salt/tuning/jemalloc/init.sls": ("foundation", 9),
-    "salt/tuning/vm/clean.sls": ("foundation", 2),
-    "salt/tuning/vm/init.sls": ("foundation", 4),
 }
 
 _COMMENT_RE = re.compile(r"\{#.*?#\}", re.DOTALL)

@@ -3,8 +3,8 @@
 
 common-config-motd-file-managed:
   file.managed:
-    - name: {{ common.motd_file }}
-    - source: salt://{{ tplroot }}/files/motd.jinja
+    - name: {{ common.motd_file | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/files/motd.jinja") | json }}
     - template: jinja
     - mode: "0644"
     - user: root
@@ -15,7 +15,7 @@ common-config-motd-file-managed:
 
 common-config-roles-file-serialize:
   file.serialize:
-    - name: {{ common.roles_file }}
+    - name: {{ common.roles_file | json }}
     - dataset:
         roles: {{ common.roles | json }}
     - serializer: json

@@ -4,7 +4,7 @@
 # are not installed), with everything installed for it. nginx itself stays.
 {%- for name in defaults.exporters.versions | sort %}
 
-exporters-install-clean-{{ name }}-absent:
+{{ ("exporters-install-clean-" ~ name ~ "-absent") | json }}:
   exporter.absent:
-    - name: {{ name }}
+    - name: {{ name | json }}
 {%- endfor %}

@@ -1,36 +1,34 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as ts with context %}
+{#- Every value reaches this file through | json; unit files, sites and the compose
+    file were rendered by thumbnail_server.plan through opskit_formats (one quoting rule
+    per format) and arrive here as contents. #}
 {%- if ts.configured %}
 include:
-  - {{ tplroot }}.package
+  - {{ (tplroot ~ ".package") | json }}
 
-thumbnail-server-config-dir-file-directory:
-  file.directory:
-    - name: {{ ts.config_dir }}
-    - mode: "0700"
-    - user: root
-    - group: root
-    - makedirs: true
+# A directory of its own (0700, root); one that holds other files is refused.
+thumbnail-server-config-dir-thumbnail_server-config_dir:
+  thumbnail_server.config_dir:
+    - name: {{ ts.config_dir | json }}
 
-# The service's environment, secrets included: mode 0600, root. The secrets come from
-# pillar thumbnail_server:secrets on the minion; they are not in these states.
+# The service's environment, secrets included: mode 0600, root. The secrets and the env
+# values come from pillar on the minion; they are not in these states.
 thumbnail-server-config-env-thumbnail_server-env_file:
   thumbnail_server.env_file:
-    - name: {{ ts.env_file }}
+    - name: {{ ts.env_file | json }}
     - settings: {{ ts | json }}
     - require:
-      - file: thumbnail-server-config-dir-file-directory
+      - thumbnail_server: thumbnail-server-config-dir-thumbnail_server-config_dir
 {%-   if ts.mode == "systemd" %}
 {%-     set sd = ts.systemd %}
 
 thumbnail-server-config-dirs-file-directory:
   file.directory:
-    - names:
-      - {{ sd.log_dir }}
-      - {{ sd.thumbnail_root }}
+    - names: {{ [sd.log_dir, sd.thumbnail_root] | json }}
     - mode: "0750"
-    - user: {{ sd.user }}
-    - group: {{ sd.group }}
+    - user: {{ sd.user | json }}
+    - group: {{ sd.group | json }}
     - makedirs: true
 {%-     if sd.manage_user %}
     - require:
@@ -41,43 +39,29 @@ thumbnail-server-config-dirs-file-directory:
 # the service.
 thumbnail-server-config-unit-file-managed:
   file.managed:
-    - name: /etc/systemd/system/{{ sd.unit }}
-    - source: salt://{{ tplroot }}/files/thumbnail-server.service.jinja
-    - template: jinja
+    - name: {{ ("/etc/systemd/system/" ~ sd.unit) | json }}
+    - contents: {{ sd.unit_file | json }}
     - mode: "0644"
     - user: root
     - group: root
-    - context:
-        sd: {{ sd | json }}
-        env_file: {{ ts.env_file | json }}
-        backend: {{ ts.backend | json }}
 
 thumbnail-server-config-memory-guard-script-file-managed:
   file.managed:
-    - name: /usr/local/lib/opskit/thumbnail-server-memory-guard
-    - source: salt://{{ tplroot }}/files/memory-guard.py
+    - name: {{ sd.guard_script | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/files/memory-guard.py") | json }}
     - makedirs: true
     - mode: "0755"
     - user: root
     - group: root
-
 {%-     if sd.memory_guard.enabled %}
 
 thumbnail-server-config-memory-guard-unit-file-managed:
   file.managed:
-    - name: /etc/systemd/system/{{ sd.guard_unit }}
-    - source: salt://{{ tplroot }}/files/memory-guard.service.jinja
-    - template: jinja
+    - name: {{ ("/etc/systemd/system/" ~ sd.guard_unit) | json }}
+    - contents: {{ sd.guard_unit_file | json }}
     - mode: "0644"
     - user: root
     - group: root
-    - context:
-        unit: {{ sd.unit | json }}
-        limit_mb: {{ ts.memory_limit }}
-        interval: {{ sd.memory_guard.interval }}
-        samples: {{ sd.memory_guard.samples }}
-        # The exporters formula's default textfile_directory of node_exporter.
-        textfile_dir: /var/lib/node_exporter/textfile_collector
 {%-     endif %}
 
 thumbnail-server-config-systemd-reload-module-run:
@@ -93,37 +77,30 @@ thumbnail-server-config-systemd-reload-module-run:
 
 thumbnail-server-config-project-dir-file-directory:
   file.directory:
-    - name: {{ dk.project_dir }}
+    - name: {{ dk.project_dir | json }}
     - mode: "0755"
     - user: root
     - group: root
     - makedirs: true
 
 # The site of the container's own nginx (IPv4 backend, the host site's timeouts),
-# mounted read-only over the image's sites directory.
+# mounted read-only, with its directory, over the image's sites directory.
 thumbnail-server-config-container-site-file-managed:
   file.managed:
     - name: {{ dk.container_site | json }}
-    - source: {{ ("salt://" ~ tplroot ~ "/files/container-site.conf.jinja") | json }}
-    - template: jinja
+    - contents: {{ dk.container_site_contents | json }}
     - makedirs: true
     - mode: "0644"
     - user: root
     - group: root
-    - context:
-        container_port: {{ dk.container_port | json }}
-        backend: {{ dk.container_backend | json }}
-        proxy_connect_timeout: {{ ts.nginx.proxy_connect_timeout | json }}
-        proxy_read_timeout: {{ ts.nginx.proxy_read_timeout | json }}
-        proxy_send_timeout: {{ ts.nginx.proxy_send_timeout | json }}
     - require:
       - file: thumbnail-server-config-project-dir-file-directory
 
 # No secrets in the compose file: the service reads them from the env file (env_file:).
 thumbnail-server-config-compose-file-managed:
   file.managed:
-    - name: {{ dk.compose_file }}
-    - contents: {{ salt["thumbnail_server.render_compose"](ts) | json }}
+    - name: {{ dk.compose_file | json }}
+    - contents: {{ dk.compose_contents | json }}
     - mode: "0644"
     - user: root
     - group: root
@@ -134,8 +111,8 @@ thumbnail-server-config-compose-file-managed:
 # The host's jemalloc, preloaded into the container (read-only bind mount + LD_PRELOAD).
 thumbnail-server-config-jemalloc-compose_enabled:
   jemalloc.compose_enabled:
-    - name: {{ dk.override_file }}
-    - services: [{{ dk.service }}]
+    - name: {{ dk.override_file | json }}
+    - services: {{ [dk.service] | json }}
     - malloc_conf: {{ ts.jemalloc.malloc_conf | json }}
     - require:
       - file: thumbnail-server-config-project-dir-file-directory
@@ -143,7 +120,7 @@ thumbnail-server-config-jemalloc-compose_enabled:
 
 thumbnail-server-config-jemalloc-compose_disabled:
   jemalloc.compose_disabled:
-    - name: {{ dk.override_file }}
+    - name: {{ dk.override_file | json }}
 {%-     endif %}
 {%-   endif %}
 {%- endif %}

@@ -2,7 +2,7 @@
 {%- from tplroot ~ "/map.jinja" import mapdata as ts with context %}
 {%- if ts.configured %}
 include:
-  - {{ tplroot }}.config
+  - {{ (tplroot ~ ".config") | json }}
 {%-   if ts.mode == "systemd" %}
 {%-     set sd = ts.systemd %}
 {#-     jemalloc before the first start, so a new host starts the service once, with it. #}
@@ -10,7 +10,7 @@ include:
 
 thumbnail-server-service-jemalloc:
   jemalloc.disabled:
-    - name: {{ sd.unit }}
+    - name: {{ sd.unit | json }}
     - require:
       - module: thumbnail-server-config-systemd-reload-module-run
 {%-     else %}
@@ -20,7 +20,7 @@ thumbnail-server-service-jemalloc:
 # and is verified in /proc/<MainPID>/maps.
 thumbnail-server-service-jemalloc:
   jemalloc.enabled:
-    - name: {{ sd.unit }}
+    - name: {{ sd.unit | json }}
     - malloc_conf: {{ ts.jemalloc.malloc_conf | json }}
     - require:
       - module: thumbnail-server-config-systemd-reload-module-run
@@ -29,7 +29,7 @@ thumbnail-server-service-jemalloc:
 # Restarted when the release, the unit or the environment changes.
 thumbnail-server-service-running-service-running:
   service.running:
-    - name: {{ sd.unit }}
+    - name: {{ sd.unit | json }}
     - enable: true
     - require:
       - jemalloc: thumbnail-server-service-jemalloc
@@ -43,7 +43,7 @@ thumbnail-server-service-running-service-running:
 
 thumbnail-server-service-memory-guard-service-running:
   service.running:
-    - name: {{ sd.guard_unit }}
+    - name: {{ sd.guard_unit | json }}
     - enable: true
     - require:
       - service: thumbnail-server-service-running-service-running
@@ -54,12 +54,12 @@ thumbnail-server-service-memory-guard-service-running:
 
 thumbnail-server-service-memory-guard-service-dead:
   service.dead:
-    - name: {{ sd.guard_unit }}
+    - name: {{ sd.guard_unit | json }}
     - enable: false
 
 thumbnail-server-service-memory-guard-unit-file-absent:
   file.absent:
-    - name: /etc/systemd/system/{{ sd.guard_unit }}
+    - name: {{ ("/etc/systemd/system/" ~ sd.guard_unit) | json }}
     - require:
       - service: thumbnail-server-service-memory-guard-service-dead
 
@@ -70,12 +70,12 @@ thumbnail-server-service-memory-guard-reload-module-run:
       - file: thumbnail-server-service-memory-guard-unit-file-absent
 {%-     endif %}
 
-# Bounded wait for /ping -> pong; also checks jemalloc in the main process.
+# Bounded wait for <site_root>ping -> pong; also checks jemalloc in the main process.
 thumbnail-server-service-health-thumbnail_server-healthy:
   thumbnail_server.healthy:
-    - name: {{ sd.unit }}
-    - url: {{ ts.health.url }}
-    - timeout: {{ ts.health.timeout }}
+    - name: {{ sd.unit | json }}
+    - url: {{ ts.health.url | json }}
+    - timeout: {{ ts.health.timeout | json }}
     - jemalloc: {{ ts.jemalloc.enabled | json }}
     - require:
       - service: thumbnail-server-service-running-service-running
@@ -85,40 +85,31 @@ thumbnail-server-service-health-thumbnail_server-healthy:
           if ts.jemalloc.enabled else "thumbnail-server-config-jemalloc-compose_disabled"} %}
 {%-     if dk.manage_up %}
 
-# Recreates the container when the compose file, the env file, the jemalloc override or
-# the container's nginx site changed (that nginx reads its site only when it starts).
-thumbnail-server-service-compose-up-cmd-run:
-  cmd.run:
-    - name: {{ dk.recreate }}
-    - cwd: {{ dk.project_dir }}
-    - onchanges:
+# `up -d` when the container is not running; a change in one of the watched files
+# recreates it (mod_watch: `up -d --force-recreate`). Commands are argv lists.
+thumbnail-server-service-compose-running:
+  thumbnail_server.compose_running:
+    - name: {{ dk.project_dir | json }}
+    - settings: {{ ts | json }}
+    - watch:
       - file: thumbnail-server-config-compose-file-managed
       - file: thumbnail-server-config-container-site-file-managed
       - thumbnail_server: thumbnail-server-config-env-thumbnail_server-env_file
       - {{ jemalloc_state | json }}
-
-# Starts it when it is not running (and nothing changed).
-thumbnail-server-service-compose-start-cmd-run:
-  cmd.run:
-    - name: {{ dk.up }}
-    - cwd: {{ dk.project_dir }}
-    - unless: test -n "$({{ dk.running_check }})"
-    - require:
-      - cmd: thumbnail-server-service-compose-up-cmd-run
 {%-     endif %}
 
 thumbnail-server-service-health-thumbnail_server-healthy:
   thumbnail_server.healthy:
-    - name: {{ dk.container_name }}
-    - url: {{ ts.health.url }}
-    - timeout: {{ ts.health.timeout }}
+    - name: {{ dk.container_name | json }}
+    - url: {{ ts.health.url | json }}
+    - timeout: {{ ts.health.timeout | json }}
     - systemd: false
     - require:
       - file: thumbnail-server-config-compose-file-managed
       - thumbnail_server: thumbnail-server-config-env-thumbnail_server-env_file
       - {{ jemalloc_state | json }}
 {%-     if dk.manage_up %}
-      - cmd: thumbnail-server-service-compose-start-cmd-run
+      - thumbnail_server: thumbnail-server-service-compose-running
 {%-     endif %}
 {%-   endif %}
 {%- endif %}

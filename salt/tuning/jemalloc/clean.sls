@@ -3,16 +3,15 @@
 {%- set jm = tuning.jemalloc %}
 # Takes every unit and compose service the pillar names off jemalloc.
 {%- for unit, conf in jm.units | dictsort %}
-{%-   set name = salt["jemalloc.unit_name"](unit) %}
 
-tuning-jemalloc-clean-{{ name }}-jemalloc-disabled:
+{{ ("tuning-jemalloc-clean-" ~ unit ~ "-jemalloc-disabled") | json }}:
   jemalloc.disabled:
-    - name: {{ name }}
-    - restart: {{ (conf or {}).get("restart", jm.restart) | json }}
+    - name: {{ unit | json }}
+    - restart: {{ conf.restart | json }}
 {%- endfor %}
 {%- for file in jm.compose %}
 
-tuning-jemalloc-clean-{{ file }}-jemalloc-compose_disabled:
+{{ ("tuning-jemalloc-clean-" ~ file ~ "-jemalloc-compose_disabled") | json }}:
   jemalloc.compose_disabled:
-    - name: {{ file }}
+    - name: {{ file | json }}
 {%- endfor %}

@@ -1,49 +1,44 @@
+{#- Units and compose services under jemalloc. Every value comes from the settings
+    opskit.settings checked (map.jinja) and reaches the SLS only through | json. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as tuning with context %}
 {%- set jm = tuning.jemalloc %}
 {%- for unit, conf in jm.units | dictsort %}
-{%-   set conf = conf or {} %}
-{%-   set name = salt["jemalloc.unit_name"](unit) %}
-{%-   set malloc_conf = conf.get("malloc_conf", jm.malloc_conf) %}
-{#-   Refuse a bad MALLOC_CONF at render time, before any state of the run is applied. #}
-{%-   do salt["jemalloc.validate_malloc_conf"](malloc_conf) %}
-{%-   if conf.get("enabled", true) %}
+{%-   if conf.enabled %}
 
-tuning-jemalloc-{{ name }}-jemalloc-enabled:
+{{ ("tuning-jemalloc-" ~ unit ~ "-jemalloc-enabled") | json }}:
   jemalloc.enabled:
-    - name: {{ name }}
-    - malloc_conf: {{ malloc_conf | json }}
-    - restart: {{ conf.get("restart", jm.restart) | json }}
-    - verify_timeout: {{ conf.get("verify_timeout", jm.verify_timeout) | json }}
-{%-     if conf.get("require_sls") %}
+    - name: {{ unit | json }}
+    - malloc_conf: {{ conf.malloc_conf | json }}
+    - restart: {{ conf.restart | json }}
+    - verify_timeout: {{ conf.verify_timeout | json }}
+{%-     if conf.require_sls %}
     - require:
 {%-       for sls in conf.require_sls %}
-      - sls: {{ sls }}
+      - sls: {{ sls | json }}
 {%-       endfor %}
 {%-     endif %}
 {%-   else %}
 
-tuning-jemalloc-{{ name }}-jemalloc-disabled:
+{{ ("tuning-jemalloc-" ~ unit ~ "-jemalloc-disabled") | json }}:
   jemalloc.disabled:
-    - name: {{ name }}
-    - restart: {{ conf.get("restart", jm.restart) | json }}
-    - verify_timeout: {{ conf.get("verify_timeout", jm.verify_timeout) | json }}
+    - name: {{ unit | json }}
+    - restart: {{ conf.restart | json }}
+    - verify_timeout: {{ conf.verify_timeout | json }}
 {%-   endif %}
 {%- endfor %}
 {%- for file, conf in jm.compose | dictsort %}
-{%-   set malloc_conf = conf.get("malloc_conf", jm.malloc_conf) %}
-{%-   do salt["jemalloc.compose_override"](conf.services, malloc_conf) %}
-{%-   if conf.get("enabled", true) %}
+{%-   if conf.enabled %}
 
-tuning-jemalloc-{{ file }}-jemalloc-compose_enabled:
+{{ ("tuning-jemalloc-" ~ file ~ "-jemalloc-compose_enabled") | json }}:
   jemalloc.compose_enabled:
-    - name: {{ file }}
+    - name: {{ file | json }}
     - services: {{ conf.services | json }}
-    - malloc_conf: {{ malloc_conf | json }}
+    - malloc_conf: {{ conf.malloc_conf | json }}
 {%-   else %}
 
-tuning-jemalloc-{{ file }}-jemalloc-compose_disabled:
+{{ ("tuning-jemalloc-" ~ file ~ "-jemalloc-compose_disabled") | json }}:
   jemalloc.compose_disabled:
-    - name: {{ file }}
+    - name: {{ file | json }}
 {%-   endif %}
 {%- endfor %}

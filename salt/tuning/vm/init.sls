@@ -9,13 +9,13 @@
 {%-     set live = args.get("live", vm.live) %}
 {%-     set check = args.copy() %}
 {%-     do check.pop("live", none) %}
-{#-     Refuse bad values at render time, before any state of the run is applied. #}
+{#-     Refuse values this minion's memory cannot take, before any state is applied. #}
 {%-     do salt["vmtune.resolve"]("vm." ~ knob, **check) %}
 
-tuning-vm-{{ knob }}-vmtune-{{ knob }}:
-  vmtune.{{ knob }}:
+{{ ("tuning-vm-" ~ knob ~ "-vmtune-" ~ knob) | json }}:
+  {{ ("vmtune." ~ knob) | json }}:
 {%-     for key, value in check | dictsort %}
-    - {{ key }}: {{ value | json }}
+    - {{ key | json }}: {{ value | json }}
 {%-     endfor %}
     - live: {{ live | json }}
 {%-     if knob == "min_free_kbytes" and vm.watermark_scale_factor is not none %}

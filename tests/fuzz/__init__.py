@@ -1,0 +1,1 @@
+"""The hostile-pillar fuzz tier (issue 11): ``python -m tests.fuzz [--formula F]``."""
