@@ -25,6 +25,9 @@ import psutil
 import yaml
 
 from tests.lab import artifacts
+from tests.lab import cgroups
+from tests.lab import docker_images
+from tests.lab import docker_minion
 from tests.lab import image
 from tests.lab import network
 from tests.lab.cmdb_server import Store
@@ -84,10 +87,12 @@ class Lab:
                 machine=minion_id.split(".")[0],
                 ip=self.cfg.minion_ip(index),
                 container=f"m{octet}-{index}",
+                docker=_wants_docker(record),
             )
-            for index, minion_id in enumerate(self.inventory)
+            for index, (minion_id, record) in enumerate(self.inventory.items())
         ]
         self.minions = {s.minion_id: Minion(self.cfg, s, self.registry) for s in self.specs}
+        self._container_rootfs: pathlib.Path | None = None  # Docker minions' images
 
     # Environment for lab subprocesses (they rebuild the same LabConfig from it) -------
     def env(self) -> dict[str, str]:
@@ -116,6 +121,10 @@ class Lab:
         self.down(quiet=True)
         shutil.rmtree(self.cfg.logs_dir, ignore_errors=True)
         image_root = image.ensure_image(self.cfg)
+        docker_layers: tuple[pathlib.Path, ...] = ()
+        if any(spec.docker for spec in self.specs):
+            docker_layers = (docker_minion.ensure_layer(self.cfg, image_root),)
+            self._container_rootfs = docker_images.ensure_rootfs(self.cfg, image_root)
         mirror_root = artifacts.ensure_mirror(self.cfg)
         for path in (self.cfg.run_dir, self.cfg.logs_dir, self.cfg.cmdb_dir):
             path.mkdir(parents=True, exist_ok=True)
@@ -126,7 +135,7 @@ class Lab:
             self._start_cmdb()
             self._start_mirror(mirror_root)
             self._start_master()
-            self._start_minions(image_root)
+            self._start_minions(image_root, docker_layers)
             self._wait_for_pings()
         except BaseException:
             self._say("bring-up failed; tearing down what was started")
@@ -271,16 +280,33 @@ class Lab:
             ),
         )
 
-    def _start_minions(self, image_root: pathlib.Path) -> None:
+    def _start_minions(
+        self, image_root: pathlib.Path, docker_layers: tuple[pathlib.Path, ...]
+    ) -> None:
         self._say(f"booting {len(self.minions)} minions with systemd-nspawn")
         for minion in self.minions.values():
-            minion.prepare(image_root, peers=tuple(self.specs))
+            minion.prepare(
+                image_root,
+                docker_layers if minion.spec.docker else (),
+                peers=tuple(self.specs),
+            )
             minion.start()
         with concurrent.futures.ThreadPoolExecutor(len(self.minions)) as pool:
             list(pool.map(lambda m: m.wait_booted(timeout=120), self.minions.values()))
-            # Fresh package lists through the lab's apt proxy, so formulas install current
-            # packages no matter how old the cached image is.
-            list(pool.map(self._apt_update, self.minions.values()))
+            list(pool.map(self._ready_minion, self.minions.values()))
+
+    def _ready_minion(self, minion: Minion) -> None:
+        # Fresh package lists through the lab's apt proxy, so formulas install current
+        # packages no matter how old the cached image is.
+        self._apt_update(minion)
+        if minion.spec.docker:
+            started = time.monotonic()
+            info = docker_minion.wait_ready(minion)
+            images = docker_images.load(self.cfg, minion, self._container_rootfs)
+            self._say(
+                f"{minion.minion_id}: dockerd {info}; images {', '.join(images)} loaded "
+                f"in {time.monotonic() - started:.0f}s"
+            )
 
     def _apt_update(self, minion: Minion) -> None:
         """Refresh a minion's package lists through the lab's apt proxy (bounded)."""
@@ -427,6 +453,7 @@ class Lab:
         image.unmount_under(cfg.state_dir)
         for minion in self.minions.values():
             minion.remove_debris()
+        cgroups.remove(cfg)
         network.remove(cfg)
         for path in (
             cfg.minions_dir,
@@ -442,6 +469,13 @@ class Lab:
             raise LabError("lab down left things behind:\n  " + "\n  ".join(remaining))
         if not quiet:
             self._say(f"lab {cfg.name!r} is down; logs kept in {cfg.logs_dir}")
+
+
+def _wants_docker(record: dict) -> bool:
+    """Whether a minion's CMDB record asks the lab for a Docker engine (``lab: {docker:
+    true}``; lab scaffolding, read by the lab harness only)."""
+    lab = record.get("lab") if isinstance(record, dict) else None
+    return isinstance(lab, dict) and lab.get("docker") is True
 
 
 def _write_private(path: pathlib.Path, content: str) -> None:
@@ -485,7 +519,11 @@ def _lab_processes(cfg: LabConfig) -> list[tuple[int, str]]:
         if pid in mine or process.info["cmdline"] is None:
             continue  # gone, or not readable
         cmdline = "".join(arg + "\0" for arg in process.info["cmdline"])
-        ours = any(marker in cmdline for marker in markers) or _in_lab_container(pid, state)
+        ours = (
+            any(marker in cmdline for marker in markers)
+            or _in_lab_container(pid, state)
+            or cgroups.in_lab_cgroup(pid, cfg)
+        )
         if ours and is_running(pid):
             found.append((pid, cmdline.replace("\0", " ").strip()))
     return found
@@ -500,7 +538,7 @@ def _kill_strays(cfg: LabConfig) -> None:
     """
     strays = _lab_processes(cfg)
     for pid, _ in strays:
-        in_container = _in_lab_container(pid, str(cfg.state_dir))
+        in_container = _in_lab_container(pid, str(cfg.state_dir)) or cgroups.in_lab_cgroup(pid, cfg)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL if in_container else signal.SIGTERM)
     deadline = time.monotonic() + 15
@@ -524,4 +562,5 @@ def leftovers(cfg: LabConfig) -> list[str]:
         found.append(f"bridge {cfg.bridge}")
     if network.nft_table_exists(cfg):
         found.append(f"nftables table inet {cfg.nft_table}")
+    found += cgroups.leftovers(cfg)
     return found

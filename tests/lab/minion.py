@@ -2,7 +2,10 @@
 
 systemd is PID 1 inside; the container sits on the lab bridge with a static address
 and runs salt-minion pointed at the lab master. Commands are run inside with
-``nsenter`` against the container's PID 1 (the host has no machined to ask).
+``nsenter`` against the container's PID 1 (the host has no machined to ask). Each
+minion runs in cgroups of its own (``cgroups.py``). A Docker minion (``spec.docker``)
+boots with the Docker layer under its overlay and the options ``docker_minion.py``
+explains.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import shutil
 import subprocess
 import uuid
 
+from tests.lab import cgroups
+from tests.lab import docker_minion
 from tests.lab.config import LabConfig
 from tests.lab.image import unmount_under
 from tests.lab.procs import LabError
@@ -36,6 +41,7 @@ class MinionSpec:
     machine: str
     ip: str
     container: str
+    docker: bool = False
 
     @property
     def veth(self) -> str:
@@ -53,6 +59,7 @@ class Minion:
         self.root = self.base / "root"  # the overlay the container boots
         self.upper = self.base / "upper"
         self.work = self.base / "work"
+        self.data_root = self.base / "docker"  # a Docker minion's /var/lib/docker
 
     @property
     def process_name(self) -> str:
@@ -68,13 +75,22 @@ class Minion:
         return self.spec.minion_id
 
     # Lifecycle ---------------------------------------------------------------------
-    def prepare(self, image: pathlib.Path, peers: tuple[MinionSpec, ...] = ()) -> None:
-        """Mount a fresh overlay of ``image`` and write this minion's identity into it;
-        ``peers`` (the lab's other minions) get /etc/hosts entries, since the lab has
-        no DNS and a monitoring host scrapes the others by name."""
+    def prepare(
+        self,
+        image: pathlib.Path,
+        layers: tuple[pathlib.Path, ...] = (),
+        peers: tuple[MinionSpec, ...] = (),
+    ) -> None:
+        """Mount a fresh overlay of ``image`` (under the read-only ``layers``, topmost
+        first) and write this minion's identity into it; ``peers`` (the lab's other
+        minions) get /etc/hosts entries, since the lab has no DNS and a monitoring host
+        scrapes the others by name."""
         for path in (self.root, self.upper, self.work):
             path.mkdir(parents=True, exist_ok=True)
-        options = f"lowerdir={image},upperdir={self.upper},workdir={self.work}"
+        if self.spec.docker:
+            docker_minion.mount_data_root(self.data_root)
+        lower = ":".join(str(path) for path in (*layers, image))
+        options = f"lowerdir={lower},upperdir={self.upper},workdir={self.work}"
         proc = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)],
             capture_output=True,
@@ -141,6 +157,9 @@ class Minion:
             "--timezone=off",
             "--link-journal=no",
         ]
+        if self.spec.docker:
+            argv += docker_minion.nspawn_args(self.data_root)
+        argv = cgroups.join_argv(cgroups.prepare(self.cfg, self.spec.container), argv)
         self.registry.spawn(self.process_name, argv, self.cfg.logs_dir / f"{self.process_name}.log")
 
     def leader_pid(self) -> int | None:
@@ -186,6 +205,8 @@ class Minion:
 
     def debris(self) -> list[str]:
         found = []
+        if self.data_root.exists():
+            found.append(f"Docker data root {self.data_root} of {self.minion_id}")
         if pathlib.Path(f"/sys/class/net/{self.spec.veth}").exists():
             found.append(f"interface {self.spec.veth} of {self.minion_id}")
         if self.propagate_dir.exists():
