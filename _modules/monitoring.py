@@ -94,6 +94,36 @@ def site_rules(settings: dict) -> dict:
     return opskit_monitoring.site_rules(settings)
 
 
+def render(kind: str, settings: dict) -> str:
+    """
+    Return one of the files the formula writes from its ``settings``, as YAML text from
+    the shared renderer (``opskit_formats.yaml_document``): ``kind`` is ``prometheus``
+    (prometheus.yml), ``alertmanager`` (alertmanager.yml) or ``site_rules`` (the site's
+    rule file). A value the renderer refuses (a control character, say) raises with its
+    pillar key path.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt mon-01 monitoring.render prometheus "$(salt-call --out=json pillar.get monitoring)"
+    """
+    builders = {
+        "prometheus": prometheus_config,
+        "alertmanager": alertmanager_config,
+        "site_rules": site_rules,
+    }
+    if kind not in builders:
+        raise CommandExecutionError(
+            f"{_minion()}: monitoring.render: unknown kind {kind!r}; use one of "
+            + ", ".join(sorted(builders))
+        )
+    try:
+        return opskit_monitoring.document(kind, builders[kind](settings))
+    except ValueError as err:
+        raise CommandExecutionError(f"{_minion()}: monitoring {kind} configuration: {err}") from err
+
+
 def targets_settings(settings: dict) -> dict:
     """
     Return what :py:func:`refresh_targets` needs from the formula's settings (no

@@ -113,7 +113,7 @@ def reloaded(name, url, metric, files=(), timeout=30, **kwargs):
             - metric: prometheus_config
             - files: [/etc/prometheus/prometheus.yml, /etc/prometheus/rules/opskit.yml]
             - watch:
-              - file: monitoring-config-prometheus-file-serialize
+              - file: monitoring-config-prometheus-file-managed
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:

@@ -10,8 +10,10 @@ Pure functions, no Salt and no I/O, used by ``_modules/monitoring.py``:
   configuration reads: ``opskit.json`` for targets scraped without credentials and
   ``basic-auth-<job>.json`` per job that has basic-auth credentials in pillar.
 - :func:`prometheus_config` and :func:`alertmanager_config` build the two daemons'
-  configurations as data; the formula serialises them as YAML documents. Secrets are
-  never part of them: they name files (``password_file``) the formula writes apart.
+  configurations as data; :func:`document` writes them (and the site's rule file) as
+  YAML with the shared renderer (``opskit_formats.yaml_document``), which refuses
+  control characters in every key and value. Secrets are never part of them: they
+  name files (``password_file``) the formula writes apart.
 """
 
 from __future__ import annotations
@@ -318,3 +320,21 @@ def alertmanager_config(settings: dict) -> dict:
     if children:
         route["routes"] = children
     return {"route": route, "receivers": receivers}
+
+
+# Which pillar key each document comes from, for the renderer's error messages.
+DOCUMENT_PATHS = {
+    "prometheus": "monitoring:prometheus",
+    "alertmanager": "monitoring:alertmanager",
+    "site_rules": "monitoring:prometheus:rule_groups",
+}
+
+
+def document(kind: str, data: dict) -> str:
+    """``data`` (one of :data:`DOCUMENT_PATHS`'s kinds) as the YAML file the formula
+    installs, through the one YAML renderer of ``opskit_formats``."""
+    return opskit_formats.yaml_document(
+        data,
+        header=f"Managed by Salt (opskit monitoring formula): {kind}. Local edits are lost.",
+        path=DOCUMENT_PATHS[kind],
+    )

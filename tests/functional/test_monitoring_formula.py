@@ -150,3 +150,28 @@ def test_bad_settings_stop_the_render_naming_the_key(modules):
     assert "monitoring:alertmanager:receivers:ops:webhooks:0:url = <secret" in text
     assert "must not contain credentials" in text
     assert "u:p@" not in text
+
+
+def test_configurations_are_rendered_yaml_checked_before_they_go_live(modules):
+    """prometheus.yml, alertmanager.yml and the site's rules reach the state as text from
+    monitoring.render (the shared YAML renderer), each checked by promtool/amtool."""
+    rendered = modules.state.show_sls("monitoring", pillar=EXAMPLE)
+    assert isinstance(rendered, dict), rendered
+    checks = {
+        "monitoring-config-prometheus-file-managed": "/usr/bin/promtool check config",
+        "monitoring-config-alertmanager-file-managed": "/usr/bin/amtool check-config",
+        "monitoring-config-rules-site-file-managed": "/usr/bin/promtool check rules",
+    }
+    for state_id, check in checks.items():
+        items = rendered[state_id]["file"]
+        assert "managed" in items, state_id
+        args = {k: v for item in items if isinstance(item, dict) for k, v in item.items()}
+        assert args["check_cmd"] == check
+        assert args["contents"].startswith("# Managed by Salt (opskit monitoring formula)")
+        assert yaml.safe_load(args["contents"]), state_id
+    prom = rendered["monitoring-config-prometheus-file-managed"]["file"]
+    contents = next(
+        item["contents"] for item in prom if isinstance(item, dict) and "contents" in item
+    )
+    assert "scrape-secret-from-the-cmdb" not in contents
+    assert "password_file" in contents

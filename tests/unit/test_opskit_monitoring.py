@@ -260,7 +260,7 @@ def test_prometheus_config_passes_promtool(tmp_path):
     }
     assert jobs["opskit"]["tls_config"] == {"ca_file": str(tmp_path / "ca.pem")}
     path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(om.document("prometheus", config))
     proc = subprocess.run(
         [_tool("promtool"), "check", "config", str(path)],
         capture_output=True,
@@ -286,7 +286,7 @@ def test_alertmanager_config_passes_amtool(tmp_path):
         {"receiver": "dba", "matchers": ['alertname=~"RedisDown|PostgresDown"']}
     ]
     path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(om.document("alertmanager", config))
     proc = subprocess.run(
         [_tool("amtool"), "check-config", str(path)], capture_output=True, text=True, check=False
     )
@@ -298,7 +298,7 @@ def test_without_receivers_alerts_go_to_a_silent_receiver(tmp_path):
     config = om.alertmanager_config(settings())
     assert config["receivers"] == [{"name": "opskit-none"}]
     path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(om.document("alertmanager", config))
     proc = subprocess.run(
         [_tool("amtool"), "check-config", str(path)], capture_output=True, text=True, check=False
     )
@@ -319,7 +319,7 @@ def test_site_rules_leave_out_what_the_settings_left_empty(tmp_path):
     rules = om.site_rules(result)
     assert rules == {"groups": [{"name": "site", "rules": [{"alert": "A", "expr": "up == 0"}]}]}
     path = tmp_path / "site.yml"
-    path.write_text(yaml.safe_dump(rules))
+    path.write_text(om.document("site_rules", rules))
     proc = subprocess.run(
         [_tool("promtool"), "check", "rules", str(path)],
         capture_output=True,
@@ -327,3 +327,18 @@ def test_site_rules_leave_out_what_the_settings_left_empty(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the shared YAML renderer -------------------------------------------------------
+def test_documents_come_from_the_shared_yaml_renderer():
+    config = om.alertmanager_config(settings())
+    text = om.document("alertmanager", config)
+    assert text.startswith("# Managed by Salt (opskit monitoring formula): alertmanager.")
+    assert yaml.safe_load(text) == config
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\u2028b", "a\u202eb", "a\x00b"])
+def test_the_renderer_refuses_control_characters_naming_the_key(bad):
+    rules = {"groups": [{"name": "site", "rules": [{"alert": "A", "labels": {"team": bad}}]}]}
+    with pytest.raises(ValueError, match=r"monitoring:prometheus:rule_groups:groups:0:rules:0"):
+        om.document("site_rules", rules)

@@ -3,7 +3,8 @@
 {%- set prom = monitoring.prometheus %}
 {%- set targets = salt["monitoring.targets_settings"](monitoring) %}
 {%- set secret_files = salt["monitoring.secret_files"](monitoring) %}
-# Every file is checked before it replaces the live one (promtool check rules / check
+# Pillar values reach the YAML files only through monitoring.render (the shared YAML
+# renderer of _utils/opskit_formats.py). Every file is checked before it replaces the live one (promtool check rules / check
 # config, amtool check-config): a file that fails stays as it was, the state fails
 # with the checker's message, and nothing is reloaded.
 include:
@@ -53,12 +54,11 @@ monitoring-config-rules-opskit-file-managed:
     - name: {{ (prom.rules_dir ~ "/opskit.yml") | json }}
 {%- endif %}
 
-monitoring-config-rules-site-file-serialize:
+monitoring-config-rules-site-file-managed:
 {%- if prom.rule_groups %}
-  file.serialize:
+  file.managed:
     - name: {{ (prom.rules_dir ~ "/site.yml") | json }}
-    - dataset: {{ salt["monitoring.site_rules"](monitoring) | json }}
-    - serializer: yaml
+    - contents: {{ salt["monitoring.render"]("site_rules", monitoring) | json }}
     - user: root
     - group: {{ monitoring.group | json }}
     - mode: "0640"
@@ -90,11 +90,10 @@ monitoring-config-targets-monitoring-targets_written:
     - require:
       - file: monitoring-config-targets-settings-file-serialize
 
-monitoring-config-prometheus-file-serialize:
-  file.serialize:
+monitoring-config-prometheus-file-managed:
+  file.managed:
     - name: {{ prom.config_file | json }}
-    - dataset: {{ salt["monitoring.prometheus_config"](monitoring) | json }}
-    - serializer: yaml
+    - contents: {{ salt["monitoring.render"]("prometheus", monitoring) | json }}
     - user: root
     - group: {{ monitoring.group | json }}
     - mode: "0640"
@@ -102,18 +101,17 @@ monitoring-config-prometheus-file-serialize:
     - tmp_ext: .yml
     - require:
       - file: monitoring-config-rules-opskit-file-managed
-      - file: monitoring-config-rules-site-file-serialize
+      - file: monitoring-config-rules-site-file-managed
       - monitoring: monitoring-config-targets-monitoring-targets_written
 {%- for secret in secret_files %}
       - file: {{ ("monitoring-config-secret-" ~ secret.id ~ "-file-managed") | json }}
 {%- endfor %}
 
 # Webhook URLs can carry tokens: the file is not world-readable and its diff is not shown.
-monitoring-config-alertmanager-file-serialize:
-  file.serialize:
+monitoring-config-alertmanager-file-managed:
+  file.managed:
     - name: {{ monitoring.alertmanager.config_file | json }}
-    - dataset: {{ salt["monitoring.alertmanager_config"](monitoring) | json }}
-    - serializer: yaml
+    - contents: {{ salt["monitoring.render"]("alertmanager", monitoring) | json }}
     - user: root
     - group: {{ monitoring.group | json }}
     - mode: "0640"

@@ -25,9 +25,9 @@ monitoring-service-prometheus-monitoring-reloaded:
     - require:
       - service: monitoring-service-prometheus-service-running
     - watch:
-      - file: monitoring-config-prometheus-file-serialize
+      - file: monitoring-config-prometheus-file-managed
       - file: monitoring-config-rules-opskit-file-managed
-      - file: monitoring-config-rules-site-file-serialize
+      - file: monitoring-config-rules-site-file-managed
 
 monitoring-service-alertmanager-service-running:
   service.running:
@@ -47,4 +47,4 @@ monitoring-service-alertmanager-monitoring-reloaded:
     - require:
       - service: monitoring-service-alertmanager-service-running
     - watch:
-      - file: monitoring-config-alertmanager-file-serialize
+      - file: monitoring-config-alertmanager-file-managed
