@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -45,11 +47,56 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # HTTP client -------------------------------------------------------------------------
 # Socket timeouts bound each wait for the next bytes, not an answer as a whole: a server
 # that sends one byte a second never trips a 10 s read timeout. So every attempt also
-# runs under an AttemptDeadline, a wall-clock limit enforced by a timer thread that shuts
-# the attempt's sockets down when it passes; the blocked read (TLS handshake, headers or
-# body) then ends at once. The connection classes below hand each socket an attempt
-# uses (new or taken from the pool) to the deadline active in the calling thread.
+# runs under an AttemptDeadline, a wall-clock limit enforced by the process's watchdog
+# thread, which shuts the attempt's sockets down when it passes; the blocked read (TLS
+# handshake, headers or body) then ends at once. The connection classes below hand each
+# socket an attempt uses (new or taken from the pool) to the deadline active in the
+# calling thread.
 _ACTIVE = threading.local()
+
+
+class _Watchdog:
+    """One daemon thread per process that expires attempt deadlines when they are due.
+
+    Arming a deadline is a heap push (no thread per attempt: starting one costs more
+    than a pooled request). Deadlines that ended in time stay in the heap until they are
+    due and are then skipped. After fork() the child starts with an empty watchdog.
+    """
+
+    def __init__(self):
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list = []
+        self._order = itertools.count()
+        self._thread = None
+
+    def arm(self, deadline: AttemptDeadline, due: float) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="opskit-cmdb-deadlines", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (due, next(self._order), deadline))
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        cond, heap = self._cond, self._heap
+        while True:
+            with cond:
+                now = time.monotonic()
+                while not heap or heap[0][0] > now:
+                    cond.wait(heap[0][0] - now if heap else None)
+                    now = time.monotonic()
+                due = []
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap)[2])
+            for deadline in due:
+                deadline.expire()
 
 
 class AttemptDeadline:
@@ -67,17 +114,14 @@ class AttemptDeadline:
         self._lock = threading.Lock()
         self._watched: list = []
         self._active = False
-        self._timer = threading.Timer(self.seconds, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> AttemptDeadline:
         self._active = True
         _ACTIVE.deadline = self
-        self._timer.start()
+        _WATCHDOG.arm(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._timer.cancel()
         _ACTIVE.deadline = None
         with self._lock:
             self._active = False
@@ -99,7 +143,8 @@ class AttemptDeadline:
             _shutdown(duplicate)
         duplicate.close()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed (the watchdog calls this): end the attempt's connections."""
         # Under the lock: __exit__ cannot close a duplicate while it is shut down.
         with self._lock:
             if not self._active:
@@ -107,6 +152,9 @@ class AttemptDeadline:
             self.expired = True
             for duplicate in self._watched:
                 _shutdown(duplicate)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(sock) -> None:

@@ -3,10 +3,12 @@ top file matches formulas on them) and ``extra_sls`` (further SLS a host's CMDB 
 asks for).
 
 Salt logs a top file that fails to render and then reports only "No Top file ...
-matches found", so the top file asks ``opskit.check("top", ...)`` and renders
-``extra_sls`` only when it is valid; the ``common`` formula (applied to every host)
-validates the same keys with ``opskit.settings("top", ...)``, which fails its render
-with the message naming the key.
+matches found", and it renders the top file before a highstate syncs custom modules,
+so the top file cannot call opskit: it applies ``extra_sls`` only when the list passes
+the same rule written in plain Jinja (``regex_match``; a functional test keeps the two
+in agreement). The ``common`` formula (applied to every host) validates these keys
+with ``opskit.settings("top", ...)``, which fails its render with the message naming
+the key.
 """
 
 from __future__ import annotations

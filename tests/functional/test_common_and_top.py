@@ -50,6 +50,43 @@ def test_hostile_extra_sls_is_left_out_of_the_top_and_refused_by_common(
     assert modules.opskit.check("top", {"extra_sls": extra_sls})[0].startswith(key)
 
 
+def test_top_renders_on_a_minion_that_has_not_synced_opskit_yet(minion_opts):
+    """Salt renders the top file before a highstate syncs custom modules
+    (HighState.load_dynamic runs after top matching): on a fresh minion no opskit
+    module exists yet. A top file that called one failed to render and the first
+    highstate of every host with `extra_sls` ended in "No Top file ... matches found"
+    (the lab's CI run caught it on thumb-01 and web-01)."""
+    fresh = dict(minion_opts, module_dirs=[])
+    matches = _top(fresh, {"extra_sls": ["lab"], "roles": ["database"]})
+    assert matches["base"] == ["common", "exporters", "tuning", "lab"]
+    assert _top(fresh, {"extra_sls": ["lab", "../etc"]})["base"] == ["common", "exporters"]
+
+
+@pytest.mark.parametrize(
+    "extra_sls",
+    [
+        ["lab"],
+        ["lab.anubis", "site_1.web-x"],
+        ["lab\n"],
+        ["lab."],
+        ["a" * 256],
+        ["x"] * 65,
+        [f"s{i}" for i in range(64)],
+        [1],
+        [None],
+        ["ok", "lab}}"],
+        "lab",
+    ],
+)
+def test_top_file_rule_for_extra_sls_matches_the_schema(minion_opts, modules, extra_sls):
+    """The top file checks extra_sls in plain Jinja (it cannot call opskit, see above);
+    it must accept exactly what opskit_settings_top accepts, which `common` enforces."""
+    fresh = dict(minion_opts, module_dirs=[])
+    applied = _top(fresh, {"extra_sls": extra_sls})["base"][2:]
+    valid = not modules.opskit.check("top", {"extra_sls": extra_sls})
+    assert applied == (list(extra_sls) if valid else [])
+
+
 def test_top_never_targets_by_minion_id(minion_opts):
     """The old top file wrote grains['id'] raw as a target; a minion id is chosen by
     whoever registers the minion."""

@@ -70,3 +70,28 @@ def test_a_symlink_is_replaced_not_followed(tmp_path):
     assert target.read_text() == "keep"
     assert not link.is_symlink()
     assert link.read_text() == "new"
+
+
+def test_durable_false_skips_the_fsyncs_but_stays_atomic_and_private(tmp_path, monkeypatch):
+    """For hot-path caches (the CMDB pillar copies): no fsync, same rename and mode."""
+    synced, renamed = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync_spy(fd):
+        synced.append(fd)
+        real_fsync(fd)
+
+    def replace_spy(src, dst):
+        renamed.append(stat.S_IMODE(os.stat(src).st_mode))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync_spy)
+    monkeypatch.setattr(os, "replace", replace_spy)
+    path = tmp_path / "copy.json"
+    assert opskit_files.write_atomic(str(path), b"{}", 0o600, durable=False) is True
+    assert synced == []
+    assert renamed == [0o600]
+    assert path.read_bytes() == b"{}"
+    assert opskit_files.write_atomic(str(path), b"{}", 0o600, durable=False) is False
+    assert opskit_files.write_atomic(str(path), b"[]", 0o600) is True
+    assert len(synced) == 2  # the file and its directory
