@@ -9,9 +9,21 @@ changes show the Ed25519 public key.
 
 The instances' scrape targets reach the Salt mine through ``opskit.targets`` (which
 reads ``anubis.targets``), published by the ``common`` formula.
+
+``anubis.env_managed`` keeps an instance's env file (written with the shared
+``EnvironmentFile=`` quoting rule); its changes show the values the formula sets and
+hide those that came from pillar ``env``.
+
+``anubis.healthy`` waits for an instance's ``/healthz``; ``anubis.nginx_reloaded``
+reloads a running nginx after ``nginx -t`` (for ``anubis.clean``, which removes sites).
 """
 
 from __future__ import annotations
+
+try:  # synced from file_roots, or module_dirs
+    import opskit_redact
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_redact
 
 __virtualname__ = "anubis"
 
@@ -99,6 +111,41 @@ def _verify(ret, info):
     return ret
 
 
+def env_managed(name, variables, extra=None, **kwargs):
+    """
+    Keep an instance's env file ``name`` (mode 0640, root:root): ``variables`` (set by
+    the formula) and ``extra`` (pillar ``env``), each quoted for systemd's
+    ``EnvironmentFile=``. Changes list each variable with its old and new value; the
+    values of ``extra`` show as ``<hidden>`` / ``<hidden, changed>``.
+
+    .. code-block:: yaml
+
+        anubis-config-env-app-anubis-env_managed:
+          anubis.env_managed:
+            - name: /etc/anubis/app.env
+            - variables: {BIND: "127.0.0.1:8923", METRICS_BIND: "0.0.0.0:9201"}
+            - extra: {WEBMASTER_EMAIL: webmaster@example.org}
+    """
+    ret = _ret(name)
+    diff = __salt__["anubis.env_diff"](name, variables, extra)
+    if not diff["needs_write"]:
+        ret["comment"] = f"{name} is in place."
+        return ret
+    ret["changes"] = diff["changes"]
+    what = "changed" if diff["exists"] else "created"
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"{name} would be {what}."
+        return ret
+    __salt__["anubis.write_env"](name, variables, extra)
+    if __salt__["anubis.env_diff"](name, variables, extra)["needs_write"]:
+        ret["result"] = False
+        ret["comment"] = f"{name} was written but does not read back as intended."
+        return ret
+    ret["comment"] = f"{name} was {what}."
+    return ret
+
+
 def healthy(name, url, timeout=30, **kwargs):
     """
     Wait until an Anubis instance's ``/healthz`` answers 200 (a check; never changes
@@ -127,14 +174,18 @@ def healthy(name, url, timeout=30, **kwargs):
     if __opts__["test"]:
         answer = __salt__["anubis.health"](url)
         if answer["status"] == 200:
-            ret["comment"] = f"{name} is healthy ({url} answered 200)."
+            ret["comment"] = f"{name} is healthy ({answer['url']} answered 200)."
         else:
             ret["result"] = None
-            ret["comment"] = f"{url} does not answer 200 now; an apply would wait {timeout}s."
+            ret["comment"] = (
+                f"{answer['url']} does not answer 200 now; an apply would wait {timeout}s."
+            )
         return ret
     answer = __salt__["anubis.wait_healthy"](url, timeout=timeout)
     if answer["healthy"]:
-        ret["comment"] = f"{name} is healthy ({url} answered 200 after {answer['waited']}s)."
+        ret["comment"] = (
+            f"{name} is healthy ({answer['url']} answered 200 after {answer['waited']}s)."
+        )
         return ret
     logs = __salt__["cmd.run_all"](
         ["journalctl", "--unit", name, "--lines", "15", "--no-pager", "--output", "cat"],
@@ -143,9 +194,52 @@ def healthy(name, url, timeout=30, **kwargs):
     )
     seen = answer.get("error") or f"status {answer['status']}: {answer['body'][:100]!r}"
     ret["result"] = False
-    ret["comment"] = (
-        f"{name} on {__grains__.get('id')} is not healthy: {url} did not answer 200 within "
-        f"{timeout}s (last: {seen}). Last log lines (journalctl -u {name}):\n"
+    ret["comment"] = opskit_redact.redact_text(
+        f"{name} on {__grains__.get('id')} is not healthy: {answer['url']} did not answer "
+        f"200 within {timeout}s (last: {seen}). Last log lines (journalctl -u {name}):\n"
         + (logs.get("stdout") or logs.get("stderr") or "(none)")
     )
+    return ret
+
+
+def nginx_reloaded(name, binary="/usr/sbin/nginx", **kwargs):
+    """
+    Reload the nginx service ``name`` after ``binary -t -q`` accepted the configuration,
+    if nginx is running; do nothing when it is not. Meant to follow (``onchanges``) a
+    state that removed sites, as ``anubis.clean`` does: the formula's own sites reload
+    nginx through the nginx formula.
+
+    .. code-block:: yaml
+
+        anubis-clean-nginx-reload-anubis-nginx_reloaded:
+          anubis.nginx_reloaded:
+            - name: nginx
+            - binary: /usr/sbin/nginx
+            - onchanges:
+              - file: anubis-clean-sites-file-absent
+    """
+    ret = _ret(name)
+    if not __salt__["service.status"](name):
+        ret["comment"] = f"{name} is not running; nothing to reload."
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"{name} would be reloaded after `{binary} -t -q`."
+        ret["changes"] = {name: {"old": "running", "new": "reloaded"}}
+        return ret
+    tested = __salt__["cmd.run_all"]([binary, "-t", "-q"], python_shell=False, ignore_retcode=True)
+    if tested["retcode"] != 0:
+        ret["result"] = False
+        ret["comment"] = (
+            f"`{binary} -t -q` on {__grains__.get('id')} rejected the configuration, so "
+            f"{name} was not reloaded (it keeps serving the old one):\n"
+            + opskit_redact.redact_text(tested.get("stderr") or tested.get("stdout") or "")
+        )
+        return ret
+    if not __salt__["service.reload"](name) or not __salt__["service.status"](name):
+        ret["result"] = False
+        ret["comment"] = f"Reloading {name} failed; see journalctl -u {name}."
+        return ret
+    ret["changes"] = {name: {"old": "running", "new": "reloaded"}}
+    ret["comment"] = f"{name} was reloaded after `{binary} -t -q` passed."
     return ret

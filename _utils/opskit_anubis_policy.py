@@ -123,14 +123,14 @@ def _challenge_problems(challenge, path):
         _problem(out, path, "config.ChallengeRules: must have algorithm name set")
     difficulty = challenge.get("difficulty", 0)
     if isinstance(difficulty, bool) or not isinstance(difficulty, int):
-        _problem(out, f"{path}.difficulty", f"must be a whole number, not {difficulty!r}")
+        _problem(out, f"{path}:difficulty", f"must be a whole number, not {difficulty!r}")
     elif difficulty < 0:
         _problem(
-            out, f"{path}.difficulty", f"difficulty is too low (must be >= 0), got: {difficulty}"
+            out, f"{path}:difficulty", f"difficulty is too low (must be >= 0), got: {difficulty}"
         )
     elif difficulty > 64:
         _problem(
-            out, f"{path}.difficulty", f"difficulty is too high (must be <= 64), got: {difficulty}"
+            out, f"{path}:difficulty", f"difficulty is too high (must be <= 64), got: {difficulty}"
         )
     return out
 
@@ -162,19 +162,19 @@ def _matcher_problems(bot, path):
     out = []
     for key in ("user_agent_regex", "path_regex"):
         if key in bot:
-            out += regex_problems(bot[key], f"{path}.{key}")
+            out += regex_problems(bot[key], f"{path}:{key}")
     headers = bot.get("headers_regex")
     if headers is not None:
         if not isinstance(headers, dict):
-            _problem(out, f"{path}.headers_regex", "must map header names to regexes")
+            _problem(out, f"{path}:headers_regex", "must map header names to regexes")
         else:
             for name, expr in headers.items():
                 if name:
-                    out += regex_problems(expr, f"{path}.headers_regex.{name}")
+                    out += regex_problems(expr, f"{path}:headers_regex:{name}")
     cidrs = bot.get("remote_addresses")
     if cidrs is not None:
         if not isinstance(cidrs, list):
-            _problem(out, f"{path}.remote_addresses", "must be a list of CIDR ranges")
+            _problem(out, f"{path}:remote_addresses", "must be a list of CIDR ranges")
         else:
             for index, cidr in enumerate(cidrs):
                 try:
@@ -182,7 +182,7 @@ def _matcher_problems(bot, path):
                 except ValueError as err:
                     _problem(
                         out,
-                        f"{path}.remote_addresses[{index}]",
+                        f"{path}:remote_addresses:{index}",
                         f"config.Bot: invalid CIDR: {err} (write 192.0.2.7/32 for one address)",
                     )
     return out
@@ -202,7 +202,7 @@ def bot_problems(bot, path):
                 "config.BotOrImport: can't set bot rules and import values at the same time",
             )
         elif not isinstance(bot["import"], str) or not bot["import"]:
-            _problem(out, f"{path}.import", "must be a path or (data)/... name")
+            _problem(out, f"{path}:import", "must be a path or (data)/... name")
         return out
     if not bot.get("name"):
         _problem(out, path, "config.Bot: must set name")
@@ -220,19 +220,19 @@ def bot_problems(bot, path):
         )
     out += _matcher_problems(bot, path)
     if "expression" in bot:
-        out += _expression_problems(bot["expression"], f"{path}.expression")
+        out += _expression_problems(bot["expression"], f"{path}:expression")
     action = bot.get("action")
     if action not in ACTIONS:
-        _problem(out, f"{path}.action", f"config.Bot: unknown action: {action!r}")
+        _problem(out, f"{path}:action", f"config.Bot: unknown action: {action!r}")
     if action == "CHALLENGE" and bot.get("challenge") is not None:
-        out += _challenge_problems(bot["challenge"], f"{path}.challenge")
+        out += _challenge_problems(bot["challenge"], f"{path}:challenge")
     weight = bot.get("weight")
     if weight is not None and (
         not isinstance(weight, dict)
         or isinstance(weight.get("adjust", 0), bool)
         or not isinstance(weight.get("adjust", 0), int)
     ):
-        _problem(out, f"{path}.weight", "must be {adjust: <whole number>}")
+        _problem(out, f"{path}:weight", "must be {adjust: <whole number>}")
     return out
 
 
@@ -247,13 +247,13 @@ def threshold_problems(threshold, path):
     if threshold.get("expression") is None:
         _problem(out, path, "config.Threshold: must set expression")
     else:
-        out += _expression_problems(threshold["expression"], f"{path}.expression")
+        out += _expression_problems(threshold["expression"], f"{path}:expression")
     action = threshold.get("action")
     if action not in ACTIONS:
-        _problem(out, f"{path}.action", f"config.Bot: unknown action: {action!r}")
+        _problem(out, f"{path}:action", f"config.Bot: unknown action: {action!r}")
     if action == "WEIGH":
         _problem(
-            out, f"{path}.action", "config.Threshold: a threshold cannot have the WEIGH action"
+            out, f"{path}:action", "config.Threshold: a threshold cannot have the WEIGH action"
         )
     challenge = threshold.get("challenge")
     if action == "CHALLENGE" and challenge is None:
@@ -264,31 +264,38 @@ def threshold_problems(threshold, path):
             "(challenge: {algorithm: fast, difficulty: 4})",
         )
     if challenge is not None:
-        out += _challenge_problems(challenge, f"{path}.challenge")
+        out += _challenge_problems(challenge, f"{path}:challenge")
     return out
+
+
+def _named(rule, problems):
+    """Messages about a rule end with the rule's name, when it has a plain one."""
+    name = rule.get("name") if isinstance(rule, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        return problems
+    return [(path, f"{message} (rule {name})") for path, message in problems]
 
 
 def policy_problems(policy, path="policy"):
     """Every problem upstream would report loading ``policy`` (a parsed policy file),
-    as (key path, message) pairs; an empty list when the binary would load it (CEL
-    expressions aside: see :data:`CEL_NOTE`)."""
+    as (key path, message) pairs, key paths colon-separated as opskit_schema writes
+    them (``policy:bots:0:user_agent_regex``); an empty list when the binary would load
+    it (CEL expressions aside: see :data:`CEL_NOTE`)."""
     out = []
     if not isinstance(policy, dict):
         return [(path, f"must be a mapping, not {policy!r}")]
     bots = policy.get("bots")
     if not isinstance(bots, list) or not bots:
-        _problem(out, f"{path}.bots", "config: must define at least one (1) bot rule")
+        _problem(out, f"{path}:bots", "config: must define at least one (1) bot rule")
         bots = []
     for index, bot in enumerate(bots):
-        label = bot.get("name") or index if isinstance(bot, dict) else index
-        out += bot_problems(bot, f"{path}.bots[{label}]")
+        out += _named(bot, bot_problems(bot, f"{path}:bots:{index}"))
     thresholds = policy.get("thresholds")
     if thresholds is not None and not isinstance(thresholds, list):
-        _problem(out, f"{path}.thresholds", "must be a list")
+        _problem(out, f"{path}:thresholds", "must be a list")
         thresholds = []
     for index, threshold in enumerate(thresholds or []):
-        label = threshold.get("name") or index if isinstance(threshold, dict) else index
-        out += threshold_problems(threshold, f"{path}.thresholds[{label}]")
+        out += _named(threshold, threshold_problems(threshold, f"{path}:thresholds:{index}"))
     out += _settings_problems(policy, path)
     return out
 
@@ -299,14 +306,14 @@ def _settings_problems(policy, path):
     codes = policy.get("status_codes")
     if codes is not None:
         if not isinstance(codes, dict):
-            _problem(out, f"{path}.status_codes", "must be a mapping with CHALLENGE and DENY")
+            _problem(out, f"{path}:status_codes", "must be a mapping with CHALLENGE and DENY")
         else:
             for key in ("CHALLENGE", "DENY"):
                 code = codes.get(key, 200)
                 if isinstance(code, bool) or not isinstance(code, int) or code == 0:
                     _problem(
                         out,
-                        f"{path}.status_codes.{key}",
+                        f"{path}:status_codes.{key}",
                         "config.StatusCode: status code not valid, must be between 100 and "
                         f"599: {key.lower()} is {code!r}",
                     )
@@ -316,9 +323,9 @@ def _settings_problems(policy, path):
             value = ttl.get(key, 300)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 _problem(
-                    out, f"{path}.dns_ttl.{key}", f"must be a whole number >= 0, not {value!r}"
+                    out, f"{path}:dns_ttl.{key}", f"must be a whole number >= 0, not {value!r}"
                 )
-    out += _store_problems(policy.get("store"), f"{path}.store")
+    out += _store_problems(policy.get("store"), f"{path}:store")
     return out
 
 
@@ -331,11 +338,11 @@ def _store_problems(store, path):
     if not backend:
         _problem(out, path, "config.Store: no backend defined")
     elif backend not in STORE_BACKENDS:
-        _problem(out, f"{path}.backend", f'config.Store: unknown backend: "{backend}"')
+        _problem(out, f"{path}:backend", f'config.Store: unknown backend: "{backend}"')
     elif backend == "bbolt":
         params = store.get("parameters") or {}
         if not isinstance(params, dict) or not params.get("path"):
-            _problem(out, f"{path}.parameters.path", "bbolt: path is missing from config")
+            _problem(out, f"{path}:parameters:path", "bbolt: path is missing from config")
     return out
 
 

@@ -219,6 +219,8 @@ def _unit_lines(key: str, value, path: str, specifiers: bool) -> list[str]:
     if value is None:
         return []
     if key.startswith("Exec"):
+        if isinstance(value, (list, tuple)) and not value:
+            return [f"{key}="]  # an empty list resets the setting (drop-ins)
         commands = value if value and isinstance(value[0], (list, tuple)) else [value]
         return [
             f"{key}={systemd_exec(argv, _join(where, i), specifiers=specifiers)}"
@@ -242,7 +244,8 @@ def systemd_unit(sections: dict, header: str = "", path: str = "", *, specifiers
     ``(Key, value)`` pairs to repeat keys in order).
 
     Values: text/numbers -> :func:`systemd_value`; booleans -> yes/no; ``Exec*`` keys take
-    an argv list (or a list of them) -> :func:`systemd_exec`; ``Environment`` takes a
+    an argv list (or a list of them) -> :func:`systemd_exec`, or ``[]`` for ``Key=``
+    (a drop-in's reset of the unit's list); ``Environment`` takes a
     mapping -> :func:`systemd_environment`; other lists repeat the key; None omits it.
     """
     out = [comment(header).rstrip("\n")] if header else []

@@ -71,29 +71,6 @@ class Endpoint:
         return ipaddress.ip_address(self.host) == ipaddress.ip_address(other.host)
 
 
-def parse_endpoint(text) -> Endpoint:
-    """``"127.0.0.1:8923"``, ``":8923"``, ``"[::1]:8923"``, ``"0.0.0.0:9090"`` -> Endpoint.
-
-    Raises ValueError with a message meant for people.
-    """
-    if not isinstance(text, str) or ":" not in text:
-        raise ValueError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:8923)")
-    host, _, port = text.rpartition(":")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError(f"{text!r}: an IPv6 host must be written in brackets, [::1]:8923")
-        host = host[1:-1]
-        if ":" not in host:
-            raise ValueError(f"{text!r}: brackets are for IPv6 addresses only")
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 host in brackets, for example [::1]:8923")
-    if host:
-        host = _ip_host(text, host)
-    if not _is_port(port):
-        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
-    return Endpoint(host, int(port))
-
-
 def _is_port(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535
 

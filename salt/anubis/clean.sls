@@ -1,6 +1,11 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
 {%- from "nginx/map.jinja" import mapdata as nginx with context %}
+{%- set site_files, dropin_dirs = [], [] %}
+{%- for inst in anubis.instances %}
+{%-   do site_files.append(nginx.sites_dir ~ "/" ~ inst.nginx_site ~ ".conf") %}
+{%-   do dropin_dirs.append(inst.dropin_file.rsplit("/", 1)[0]) %}
+{%- endfor %}
 # Removes what the formula and upstream's package put on the host: the instances in
 # pillar anubis:instances (stopped and disabled first), their nginx sites (nginx is
 # reloaded after `nginx -t` if it runs; nginx itself stays, see nginx.clean), every
@@ -12,9 +17,9 @@ include:
   - common.mine
 {%- for inst in anubis.instances %}
 
-anubis-clean-service-{{ inst.name }}-service-dead:
+{{ ("anubis-clean-service-" ~ inst.name ~ "-service-dead") | json }}:
   service.dead:
-    - name: {{ inst.unit }}
+    - name: {{ inst.unit | json }}
     - enable: false
     - require_in:
       - file: anubis-clean-files-file-absent
@@ -23,35 +28,23 @@ anubis-clean-service-{{ inst.name }}-service-dead:
 
 anubis-clean-sites-file-absent:
   file.absent:
-    - names:
-{%- for inst in anubis.instances %}
-      - {{ nginx.sites_dir }}/{{ inst.nginx_site }}.conf
-{%- endfor %}
+    - names: {{ site_files | json }}
 
-anubis-clean-nginx-reload-cmd-run:
-  cmd.run:
-    - name: {{ nginx.binary }} -t -q && systemctl reload {{ nginx.service }}
-    - onlyif: systemctl is-active --quiet {{ nginx.service }}
+# No shell: the module runs `nginx -t -q` as an argv list, then reloads the service.
+anubis-clean-nginx-reload-anubis-nginx_reloaded:
+  anubis.nginx_reloaded:
+    - name: {{ nginx.service | json }}
+    - binary: {{ nginx.binary | json }}
     - onchanges:
       - file: anubis-clean-sites-file-absent
 {%- endif %}
 
 anubis-clean-files-file-absent:
   file.absent:
-    - names:
-      - {{ anubis.config_dir }}
-      - {{ anubis.key_dir }}
-      - {{ anubis.registry_file }}
-      - {{ anubis.state_dir }}
-      - /var/lib/private/anubis
-      - /var/cache/private/anubis
-      - /var/cache/anubis
-      - {{ anubis.cache_dir }}
-      - {{ anubis.install_dir }}
-      - /etc/systemd/system/anubis@.service
-{%- for inst in anubis.instances %}
-      - {{ inst.dropin_file | replace("/opskit.conf", "") }}
-{%- endfor %}
+    - names: {{ ([anubis.config_dir, anubis.key_dir, anubis.registry_file, anubis.state_dir,
+                  "/var/lib/private/anubis", "/var/cache/private/anubis", "/var/cache/anubis",
+                  anubis.cache_dir, anubis.install_dir, "/etc/systemd/system/anubis@.service"]
+                 + dropin_dirs) | json }}
 
 anubis-clean-package-pkg-removed:
   pkg.removed:

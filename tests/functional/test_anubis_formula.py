@@ -14,6 +14,7 @@ import re
 import socket
 import stat
 
+import opskit_formats
 import pytest
 import yaml
 
@@ -75,14 +76,17 @@ def _arg(state: dict, name: str):
 def test_pillar_example_renders_both_modes(modules):
     rendered = _render(modules, EXAMPLE)
     assert isinstance(rendered, dict), rendered
-    gitlab_env = _arg(rendered["anubis-config-env-gitlab-file-managed"], "context")["variables"]
-    legacy_env = _arg(rendered["anubis-config-env-legacy-file-managed"], "context")["variables"]
-    # sidecar: TARGET is a single space (subrequest mode), quoted so systemd keeps it
-    assert gitlab_env["TARGET"] == '" "'
-    assert gitlab_env["CUSTOM_REAL_IP_HEADER"] == '"X-Real-IP"'
+    gitlab_env = _arg(rendered["anubis-config-env-gitlab-anubis-env_managed"], "variables")
+    legacy_env = _arg(rendered["anubis-config-env-legacy-anubis-env_managed"], "variables")
+    # sidecar: TARGET is a single space (subrequest mode; the env file quotes it)
+    assert gitlab_env["TARGET"] == " "
+    assert gitlab_env["CUSTOM_REAL_IP_HEADER"] == "X-Real-IP"
     # proxy: Anubis forwards to the app and keeps RFC 1918 clients in X-Forwarded-For
-    assert legacy_env["TARGET"] == '"http://10.0.0.20:8080"'
-    assert legacy_env["XFF_STRIP_PRIVATE"] == '"false"'
+    assert legacy_env["TARGET"] == "http://10.0.0.20:8080"
+    assert legacy_env["XFF_STRIP_PRIVATE"] == "false"
+    # pillar env goes apart (its values are hidden in changes)
+    extra = _arg(rendered["anubis-config-env-gitlab-anubis-env_managed"], "extra")
+    assert extra == {"WEBMASTER_EMAIL": "webmaster@example.org"}
     sidecar_site = rendered["nginx-site-anubis-gitlab-file-managed"]
     proxy_site = rendered["nginx-site-anubis-legacy-file-managed"]
     assert _arg(sidecar_site, "source") == "salt://anubis/files/site-sidecar.conf.jinja"
@@ -106,7 +110,7 @@ def test_several_instances_get_their_own_unit_files_store_and_ports(modules):
     for name in instances:
         service = rendered[f"anubis-service-running-{name}-service-running"]
         assert _arg(service, "name") == f"anubis@{name}.service"
-        assert _arg(rendered[f"anubis-config-env-{name}-file-managed"], "name") == (
+        assert _arg(rendered[f"anubis-config-env-{name}-anubis-env_managed"], "name") == (
             f"/etc/anubis/{name}.env"
         )
         assert _arg(rendered[f"anubis-config-key-{name}-anubis-key_managed"], "name") == (
@@ -143,18 +147,15 @@ def test_policy_file_is_valid_yaml_with_upstreams_keys(modules, loaders):
     assert policy["store"]["parameters"]["path"] == "/var/lib/anubis/gitlab/anubis.bdb"
 
 
-def test_env_file_template(modules, tmp_path):
+def test_dropin_is_rendered_with_the_systemd_rule(modules):
     rendered = _render(modules, EXAMPLE)
-    context = _arg(rendered["anubis-config-env-gitlab-file-managed"], "context")
-    out = tmp_path / "gitlab.env"
-    modules.cp.get_template("salt://anubis/files/instance.env.jinja", str(out), **context)
-    lines = [line for line in out.read_text().splitlines() if not line.startswith("#")]
-    env = dict(line.split("=", 1) for line in lines if line)
-    assert env["BIND"] == '"127.0.0.1:8923"'
-    assert env["METRICS_BIND"] == '"0.0.0.0:9201"'
-    assert env["POLICY_FNAME"] == '"/etc/anubis/gitlab.botPolicies.yaml"'
-    assert env["WEBMASTER_EMAIL"] == '"webmaster@example.org"'
-    assert not any(name.startswith(("ED25519", "HS512")) for name in env)
+    dropin = _arg(rendered["anubis-config-dropin-gitlab-file-managed"], "contents")
+    lines = [line for line in dropin.splitlines() if line and not line.startswith("#")]
+    assert lines == [
+        "[Service]",
+        "LoadCredential=ed25519-private-key:/etc/anubis/keys/gitlab.key",
+        'Environment="ED25519_PRIVATE_KEY_HEX_FILE=%d/ed25519-private-key"',
+    ]
 
 
 def _location(config: str, path: str) -> str:
@@ -246,14 +247,14 @@ def test_gitlab_profile_needs_sidecar_mode(modules):
     instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", mode="proxy")
     instance["site"]["profile"] = "gitlab"
     error = _render_error(modules, _pillar({"a": instance}))
-    assert "instances.a.site.profile: gitlab needs sidecar mode" in error
+    assert "anubis:instances:a:site:profile = 'gitlab': needs sidecar mode" in error
 
 
 # Issue 12 item 1: REDIRECT_DOMAINS carries the port of sites not on 443 -------------------
 def _env(modules, pillar, name):
     rendered = _render(modules, pillar)
     assert isinstance(rendered, dict), rendered
-    return _arg(rendered[f"anubis-config-env-{name}-file-managed"], "context")["variables"]
+    return _arg(rendered[f"anubis-config-env-{name}-anubis-env_managed"], "variables")
 
 
 def test_redirect_domains_carry_the_port_when_not_443(modules):
@@ -261,11 +262,9 @@ def test_redirect_domains_carry_the_port_when_not_443(modules):
     on_8443 = _instance("127.0.0.1:8932", "0.0.0.0:9232", mode="proxy")
     on_8443["site"].update(listen=8443, server_name=["a.example.org", "b.example.org"])
     pillar = _pillar({"one": on_443, "two": on_8443})
-    assert _env(modules, pillar, "one")["REDIRECT_DOMAINS"] == (
-        '"sidecar-127-0-0-1-8931.example.org"'
-    )
+    assert _env(modules, pillar, "one")["REDIRECT_DOMAINS"] == "sidecar-127-0-0-1-8931.example.org"
     assert _env(modules, pillar, "two")["REDIRECT_DOMAINS"] == (
-        '"a.example.org:8443,b.example.org:8443"'
+        "a.example.org:8443,b.example.org:8443"
     )
 
 
@@ -273,7 +272,10 @@ def test_explicit_redirect_domains_must_cover_the_site(modules):
     instance = _instance("127.0.0.1:8931", "0.0.0.0:9231", redirect_domains=["a.example.org"])
     instance["site"].update(listen=8443, server_name=["a.example.org"])
     error = _render_error(modules, _pillar({"a": instance}))
-    assert "instances.a.redirect_domains: does not allow a.example.org:8443" in error
+    assert (
+        "anubis:instances:a:redirect_domains = ['a.example.org']: does not allow a.example.org:8443"
+        in error
+    )
     assert "Redirect domain not allowed" in error
     instance["redirect_domains"] = ["*.example.org:8443"]
     error = _render_error(modules, _pillar({"a": instance}))
@@ -321,27 +323,31 @@ COLLISIONS = {
             "b": _instance("0.0.0.0:8931", "0.0.0.0:9232"),
         },
         {},
-        "instances.a.bind: 127.0.0.1:8931 collides with instances.b.bind 0.0.0.0:8931",
+        "anubis:instances:a:bind = '127.0.0.1:8931': collides with anubis:instances:b:bind "
+        "(0.0.0.0:8931)",
     ),
     "metrics and bind of one instance": (
         {"a": _instance("127.0.0.1:9231", "0.0.0.0:9231")},
         {},
-        "instances.a.bind: 127.0.0.1:9231 collides with instances.a.metrics_bind",
+        "anubis:instances:a:bind = '127.0.0.1:9231': collides with "
+        "anubis:instances:a:metrics_bind (0.0.0.0:9231)",
     ),
     "upstream's metrics default, Prometheus": (
         {"a": _instance("127.0.0.1:8931", ":9090")},
         {},
-        "instances.a.metrics_bind: :9090 collides with port 9090 reserved for Prometheus",
+        "anubis:instances:a:metrics_bind = ':9090': collides with port 9090 reserved for "
+        "Prometheus",
     ),
     "an nginx site port": (
         {"a": _instance("127.0.0.1:443", "0.0.0.0:9231")},
         {},
-        "instances.a.bind: 127.0.0.1:443 collides with nginx's instances.a.site.listen",
+        "anubis:instances:a:bind = '127.0.0.1:443': collides with the nginx site port "
+        "anubis:instances:a:site:listen (443)",
     ),
     "an exporter's listen address in pillar": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9555")},
         {"exporters": {"node_exporter": {"listen_address": "10.0.0.5:9555"}}},
-        "collides with pillar exporters:node_exporter:listen_address 10.0.0.5:9555",
+        "collides with pillar exporters:node_exporter:listen_address (10.0.0.5:9555)",
     ),
 }
 
@@ -350,8 +356,7 @@ COLLISIONS = {
 def test_port_collisions_are_refused(modules, case):
     instances, extra_pillar, message = COLLISIONS[case]
     error = _render_error(modules, {**_pillar(instances), **extra_pillar})
-    assert "anubis formula on opskit-functional" in error
-    assert "nothing was changed" in error
+    assert "opskit-functional: anubis: 1 invalid setting, nothing was applied" in error
     assert message in error
 
 
@@ -365,7 +370,9 @@ def test_port_held_by_another_process_is_refused(modules):
             {"a": _instance(f"127.0.0.1:{port}", "0.0.0.0:9231")}, check_listening_ports=True
         )
         error = _render_error(modules, pillar)
-    assert f"instances.a.bind: 127.0.0.1:{port} is already in use on this host by" in error
+    assert (
+        f"anubis:instances:a:bind = '127.0.0.1:{port}': is already in use on this host by" in error
+    )
     assert f"pid {os.getpid()}" in error
 
 
@@ -376,23 +383,23 @@ BAD = {
                 k: v for k, v in _instance("127.0.0.1:8931", "0.0.0.0:9231").items() if k != "bind"
             }
         },
-        "instances.a.bind: is required (upstream's defaults :8923 and :9090 collide",
+        "anubis:instances:a:bind: is required: a listen address HOST:PORT",
     ),
     "bind not host:port": (
         {"a": _instance("localhost:8931", "0.0.0.0:9231")},
-        "instances.a.bind: 'localhost:8931': 'localhost' is not an IP address",
+        "anubis:instances:a:bind = 'localhost:8931': 'localhost' is not an IP address",
     ),
     "unknown mode": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", mode="inline")},
-        "instances.a.mode: must be sidecar or proxy, not 'inline'",
+        "anubis:instances:a:mode = 'inline': must be one of sidecar, proxy",
     ),
     "upstream not a URL": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", upstream="127.0.0.1:8080")},
-        "instances.a.upstream: must be an http:// or https:// URL, not '127.0.0.1:8080'",
+        "anubis:instances:a:upstream = '127.0.0.1:8080': must be a URL (http, https)",
     ),
     "instance name": (
         {"Bad Name": _instance("127.0.0.1:8931", "0.0.0.0:9231")},
-        "instances.Bad Name: instance names are 1-32 characters",
+        "anubis:instances:'Bad Name' = 'Bad Name': must be an instance name: 1-32 of a-z 0-9",
     ),
     "bbolt outside the state directory": (
         {
@@ -402,8 +409,8 @@ BAD = {
                 policy={"store": {"backend": "bbolt", "parameters": {"path": "/tmp/a.bdb"}}},
             )
         },
-        "instances.a.policy.store.parameters.path: '/tmp/a.bdb' must be a file directly in "
-        "the instance's StateDirectory /var/lib/anubis/a/",
+        "anubis:instances:a:policy:store:parameters:path = '/tmp/a.bdb': must be a file "
+        "directly in the instance's StateDirectory /var/lib/anubis/a/",
     ),
     "sidecar with a 2xx denial": (
         {
@@ -413,11 +420,11 @@ BAD = {
                 policy={"status_codes": {"CHALLENGE": 200, "DENY": 200}},
             )
         },
-        "instances.a.policy.status_codes.DENY: must be 403 in sidecar mode, not 200",
+        "anubis:instances:a:policy:status_codes:DENY = 200: must be 403 in sidecar mode",
     ),
     "store with credentials": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", policy={"store": {"backend": "valkey"}})},
-        "instances.a.policy.store.backend: must be one of bbolt, memory",
+        "anubis:instances:a:policy:store:backend = 'valkey': must be one of bbolt, memory",
     ),
     "bad rule": (
         {
@@ -427,7 +434,8 @@ BAD = {
                 policy={"bots": [{"name": "x", "user_agent_regex": "(", "action": "DENY"}]},
             )
         },
-        "instances.a.policy.bots[x].user_agent_regex: error parsing regexp: missing closing ): `(`",
+        "anubis:instances:a:policy:bots:0:user_agent_regex = '(': error parsing regexp: "
+        "missing closing ): `(`",
     ),
     "rule without a matcher": (
         {
@@ -437,23 +445,25 @@ BAD = {
                 policy={"bots": [{"name": "x", "action": "ALLOW"}]},
             )
         },
-        "instances.a.policy.bots[x]: config.Bot: must set one of user_agent_regex, path_regex",
+        "anubis:instances:a:policy:bots:0: config.Bot: must set one of user_agent_regex, "
+        "path_regex",
     ),
     "policy metrics block": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", policy={"metrics": {"bind": ":9999"}})},
-        "metrics: set the instance's metrics_bind instead",
+        "anubis:instances:a:policy:metrics = {'bind': ':9999'}: set the instance's metrics_bind "
+        "instead",
     ),
     "secret in env": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", env={"ED25519_PRIVATE_KEY_HEX": KEY})},
-        "instances.a.env.ED25519_PRIVATE_KEY_HEX: secrets do not go into env files",
+        "anubis:instances:a:env:ED25519_PRIVATE_KEY_HEX: secrets do not go into env files",
     ),
     "formula's own variable in env": (
         {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", env={"TARGET": "http://x"})},
-        "instances.a.env.TARGET: is set by the formula; use the instance setting",
+        "anubis:instances:a:env:TARGET: is set by the formula; use the instance setting",
     ),
     "site without TLS": (
         {"a": {**_instance("127.0.0.1:8931", "0.0.0.0:9231"), "site": {"server_name": ["a.org"]}}},
-        "instances.a.site.tls: needs absolute paths `certificate` and `key`",
+        "anubis:instances:a:site:tls:certificate: is required: an absolute path",
     ),
     "same site twice": (
         {
@@ -463,8 +473,8 @@ BAD = {
                 "site": {"server_name": [_server_name("127.0.0.1:8931", "sidecar")], "tls": TLS},
             },
         },
-        "instances.b.site.server_name: sidecar-127-0-0-1-8931.example.org on port 443 is "
-        "already served by instance a",
+        "anubis:instances:b:site:server_name:0 = 'sidecar-127-0-0-1-8931.example.org': port "
+        "443 of this name is already served by instance a",
     ),
 }
 
@@ -473,7 +483,8 @@ BAD = {
 def test_bad_pillar_is_refused_with_a_clear_message(modules, case):
     instances, message = BAD[case]
     error = _render_error(modules, _pillar(instances))
-    assert "pillar 'anubis' is not valid; nothing was changed" in error
+    assert "opskit-functional: anubis: " in error
+    assert "nothing was applied" in error
     assert message in error
     assert KEY not in error
 
@@ -483,7 +494,8 @@ def test_bad_key_is_refused_without_showing_it(modules):
     instances = {"a": _instance("127.0.0.1:8931", "0.0.0.0:9231", ed25519_private_key_hex=short)}
     error = _render_error(modules, _pillar(instances))
     assert (
-        "instances.a.ed25519_private_key_hex: must be exactly 64 hex characters (got 62)" in error
+        "anubis:instances:a:ed25519_private_key_hex = <secret, 62 characters>: must be 64 hex "
+        "characters" in error
     )
     assert short not in error
 
@@ -492,17 +504,26 @@ def test_release_must_be_verifiable(modules):
     pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
     del pillar["anubis"]["release"]["sha256"]
     error = _render_error(modules, pillar)
-    assert "release: needs sha256" in error
+    assert "anubis:release: needs sha256" in error
     assert "upstream publishes no checksum file" in error
 
 
 def test_every_problem_is_reported_at_once(modules):
     instances = {
-        "a": _instance("127.0.0.1:8931", ":9090", mode="inline", upstream="nope"),
+        "a": _instance("127.0.0.1:8931", "[::1%lo]:9231", mode="inline", upstream="nope"),
     }
     error = _render_error(modules, _pillar(instances))
-    for part in ("instances.a.mode", "instances.a.upstream", "instances.a.metrics_bind"):
-        assert part in error
+    assert "anubis: 3 invalid settings" in error
+    for part in ("mode", "upstream", "metrics_bind"):
+        assert f"anubis:instances:a:{part} = " in error
+    # rules across keys (collisions, policy) are checked once every value is valid
+    instances = {
+        "a": _instance("127.0.0.1:8931", ":9090", policy={"bots": [{"name": "x", "action": "X"}]})
+    }
+    error = _render_error(modules, _pillar(instances))
+    assert "anubis: 3 invalid settings" in error
+    for part in ("metrics_bind = ':9090'", "policy:bots:0:action", "policy:bots:0: config.Bot"):
+        assert f"anubis:instances:a:{part}" in error
 
 
 # The anubis state module, run through Salt's state machinery -------------------------
@@ -621,6 +642,62 @@ def test_healthy_fails_with_the_url_when_nothing_answers(modules, health_server)
     assert f"{health_server}/nope did not answer 200 within 1s (last: status 404" in ret["comment"]
 
 
+# The env file: the shared EnvironmentFile= rule, changes that hide pillar `env` values.
+ENV = {"BIND": "127.0.0.1:8931", "TARGET": " ", "POLICY_FNAME": "/etc/anubis/a.yaml"}
+EXTRA = {"WEBMASTER_EMAIL": 'it\'s "$HOME" `x` \\ %n'}
+
+
+@needs_root
+def test_env_file_is_written_quoted_and_read_back_by_systemds_rules(modules, tmp_path, testmode):
+    path = tmp_path / "a.env"
+    ret = _single(
+        modules, "anubis.env_managed", name=str(path), variables=ENV, extra=EXTRA, test=testmode
+    )
+    assert set(ret["changes"]) == {*ENV, *EXTRA}
+    assert ret["changes"]["TARGET"] == {"old": None, "new": " "}
+    # pillar env values never show in changes
+    assert ret["changes"]["WEBMASTER_EMAIL"] == {"old": None, "new": "<hidden>"}
+    assert EXTRA["WEBMASTER_EMAIL"] not in repr(ret)
+    if testmode:
+        assert ret["result"] is None
+        assert not path.exists()
+        return
+    assert ret["result"] is True, ret
+    text = path.read_text()
+    assert 'TARGET=" "\n' in text
+    assert 'WEBMASTER_EMAIL="it\'s \\"\\$HOME\\" \\`x\\` \\\\ %n"\n' in text
+    assert opskit_formats.parse_systemd_env_file(text) == {**ENV, **EXTRA}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    again = _single(modules, "anubis.env_managed", name=str(path), variables=ENV, extra=EXTRA)
+    assert (again["result"], again["changes"]) == (True, {})
+    changed = _single(
+        modules,
+        "anubis.env_managed",
+        name=str(path),
+        variables={**ENV, "BIND": "127.0.0.1:8932"},
+        extra={"WEBMASTER_EMAIL": "other"},
+    )
+    assert changed["changes"] == {
+        "BIND": {"old": "127.0.0.1:8931", "new": "127.0.0.1:8932"},
+        "WEBMASTER_EMAIL": {"old": "<hidden>", "new": "<hidden, changed>"},
+    }
+
+
+def test_env_file_refuses_a_line_break_before_writing(modules, tmp_path):
+    path = tmp_path / "a.env"
+    ret = _single(
+        modules,
+        "anubis.env_managed",
+        name=str(path),
+        variables=ENV,
+        extra={"WEBMASTER_EMAIL": "a\nTARGET=http://evil"},
+    )
+    assert ret["result"] is False
+    assert "env:WEBMASTER_EMAIL" in ret["comment"]
+    assert "line feed" in ret["comment"]
+    assert not path.exists()
+
+
 def test_tarball_method_renders_a_verified_download_and_a_linked_unit(modules):
     pillar = _pillar({"a": _instance("127.0.0.1:8931", "0.0.0.0:9231")})
     pillar["anubis"]["release"].update({"method": "tarball", "version": "1.27.0"})
@@ -633,8 +710,8 @@ def test_tarball_method_renders_a_verified_download_and_a_linked_unit(modules):
     assert _arg(archive, "source_hash") == "sha256=" + "ab" * 32
     link = rendered["anubis-package-unit-file-symlink"]
     assert _arg(link, "target") == "/opt/anubis/anubis-1.27.0-linux-amd64/run/anubis@.service"
-    dropin = _arg(rendered["anubis-config-dropin-a-file-managed"], "context")
-    assert dropin["binary"] == "/opt/anubis/anubis-1.27.0-linux-amd64/bin/anubis"
+    dropin = _arg(rendered["anubis-config-dropin-a-file-managed"], "contents")
+    assert "\nExecStart=\nExecStart=/opt/anubis/anubis-1.27.0-linux-amd64/bin/anubis\n" in dropin
     assert "anubis-package-install-pkg-installed" not in rendered
 
 
@@ -648,17 +725,18 @@ BROWSER = {"name": "browser", "user_agent_regex": "Mozilla", "action": "CHALLENG
 POLICY_BAD = {
     "CHALLENGE threshold without a challenge block": (
         {"thresholds": [{"name": "t", "expression": "weight > 0", "action": "CHALLENGE"}]},
-        "instances.a.policy.thresholds[t]: config.Threshold: a threshold with the CHALLENGE "
-        "action must have challenge set",
+        "anubis:instances:a:policy:thresholds:0: config.Threshold: a threshold with the "
+        "CHALLENGE action must have challenge set",
     ),
     "WEIGH threshold": (
         {"thresholds": [{"name": "t", "expression": "weight > 0", "action": "WEIGH"}]},
-        "instances.a.policy.thresholds[t].action: config.Threshold: a threshold cannot have "
-        "the WEIGH action",
+        "anubis:instances:a:policy:thresholds:0:action = 'WEIGH': config.Threshold: a threshold "
+        "cannot have the WEIGH action (rule t)",
     ),
     "bare IP in remote_addresses": (
         {"bots": [{"name": "ip", "remote_addresses": ["10.0.0.1"], "action": "ALLOW"}]},
-        "instances.a.policy.bots[ip].remote_addresses[0]: config.Bot: invalid CIDR",
+        "anubis:instances:a:policy:bots:0:remote_addresses:0 = '10.0.0.1': config.Bot: "
+        "invalid CIDR",
     ),
     "prefix length with a leading zero": (
         {"bots": [{"name": "ip", "remote_addresses": ["10.0.0.0/08"], "action": "ALLOW"}]},
@@ -666,8 +744,8 @@ POLICY_BAD = {
     ),
     "challenge without an algorithm": (
         {"bots": [{**BROWSER, "challenge": {"difficulty": 4}}]},
-        "instances.a.policy.bots[browser].challenge: config.ChallengeRules: must have "
-        "algorithm name set",
+        "anubis:instances:a:policy:bots:0:challenge: config.ChallengeRules: must have "
+        "algorithm name set (rule browser)",
     ),
     "difficulty above 64": (
         {"bots": [{**BROWSER, "challenge": {"algorithm": "fast", "difficulty": 65}}]},
@@ -679,7 +757,7 @@ POLICY_BAD = {
     ),
     "unknown algorithm": (
         {"bots": [{**BROWSER, "challenge": {"algorithm": "sha3", "difficulty": 4}}]},
-        "'sha3' is not a challenge upstream registers",
+        "challenge:algorithm = 'sha3': is not a challenge upstream registers",
     ),
     "lookahead": (
         {"bots": [{"name": "r", "path_regex": "^/(?!api)", "action": "DENY"}]},
@@ -707,12 +785,13 @@ POLICY_BAD = {
     ),
     "header regex": (
         {"bots": [{"name": "h", "headers_regex": {"Accept": "(?i)x(?#c)"}, "action": "DENY"}]},
-        "instances.a.policy.bots[h].headers_regex.Accept: error parsing regexp",
+        "anubis:instances:a:policy:bots:0:headers_regex:Accept = '(?i)x(?#c)': error parsing "
+        "regexp",
     ),
     "empty CEL expression": (
         {"bots": [{"name": "cel", "expression": {"all": []}, "action": "DENY"}]},
-        "config: this expression is empty (CEL expressions are not checked by opskit: only "
-        "the Anubis binary compiles them",
+        "config: this expression is empty (rule cel) (CEL expressions are not checked by "
+        "opskit: only the Anubis binary compiles them",
     ),
 }
 
@@ -722,7 +801,7 @@ def test_policy_is_refused_where_upstream_refuses_it(modules, case):
     policy, message = POLICY_BAD[case]
     policy = {"bots": [BROWSER], **policy}
     error = _policy_error(modules, policy)
-    assert "pillar 'anubis' is not valid; nothing was changed" in error
+    assert "opskit-functional: anubis: 1 invalid setting, nothing was applied" in error
     assert message in error
 
 

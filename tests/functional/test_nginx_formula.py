@@ -128,24 +128,30 @@ def test_script_refuses_bad_arguments(nginx_tree, argv):
 
 
 def test_site_macro_refuses_a_bad_name(modules):
-    pillar = {"nginx": {"sites": {"bad name": {"contents": "server {}"}}}}
+    pillar = {"nginx": {"sites": {"bad name": {"source": SOURCE}}}}
     rendered = modules.state.show_sls("nginx", pillar=pillar)
     assert isinstance(rendered, list), rendered
     # refused by the schema (opskit.settings) before the macro sees it
     assert "nginx:sites:'bad name' = 'bad name': must be a site name" in "\n".join(rendered)
 
 
-def test_site_macro_needs_exactly_one_of_source_and_contents(modules):
+def test_pillar_site_needs_a_template(modules):
     pillar = {"nginx": {"sites": {"x": {"context": {}}}}}
     rendered = modules.state.show_sls("nginx", pillar=pillar)
     assert isinstance(rendered, list), rendered
-    assert "give exactly one of source" in "\n".join(rendered)
+    assert "nginx:sites:x: needs source: salt://" in "\n".join(rendered)
+
+
+SOURCE = "salt://nginx/files/site-proxy.conf.jinja"
 
 
 def test_pillar_sites_become_checked_site_states(modules):
     pillar = {
         "nginx": {
-            "sites": {"status": {"contents": "server {}\n"}, "old": {"absent": True}},
+            "sites": {
+                "status": {"source": SOURCE, "context": {"listen": 8081}},
+                "old": {"absent": True},
+            },
         }
     }
     rendered = modules.state.show_sls("nginx", pillar=pillar)
@@ -154,6 +160,64 @@ def test_pillar_sites_become_checked_site_states(modules):
     assert {"check_cmd": "/usr/local/sbin/opskit-nginx-test site status"} in site
     assert {"watch_in": [{"service": "nginx-service-running-service-running"}]} in site
     assert "nginx-site-old-file-absent" in rendered
+
+
+# Issue 11: raw nginx text from pillar (the untrusted CMDB) is refused; sites from pillar
+# are templates of the state tree whose context strings arrive quoted.
+def test_raw_contents_from_pillar_are_refused_with_what_to_do(modules):
+    pillar = {"nginx": {"sites": {"status": {"contents": "server { listen 8080; }\n"}}}}
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, list), f"rendered states: {sorted(rendered)}"
+    error = "\n".join(rendered)
+    assert "nginx:sites:status:contents" in error
+    assert "raw nginx configuration from pillar is refused" in error
+    assert "source: salt://<path>.conf.jinja" in error
+    assert "nginx_site macro" in error
+
+
+def _site_text(modules, tmp_path, context):
+    pillar = {"nginx": {"sites": {"app": {"source": SOURCE, "context": context}}}}
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, dict), rendered
+    state = rendered["nginx-site-app-file-managed"]["file"]
+    given = next(item["context"] for item in state if isinstance(item, dict) and "context" in item)
+    out = tmp_path / "app.conf"
+    modules.cp.get_template(SOURCE, str(out), **given)
+    return out.read_text()
+
+
+def test_pillar_context_strings_reach_the_template_as_one_nginx_parameter(modules, tmp_path):
+    text = _site_text(
+        modules,
+        tmp_path,
+        {
+            "listen": 8081,
+            "server_name": ["a.example.org", "b.example.org; return 200 x"],
+            "proxy_pass": "http://127.0.0.1:3000/;internal",
+        },
+    )
+    assert "    listen 8081;\n" in text
+    assert '    server_name a.example.org "b.example.org; return 200 x";\n' in text
+    assert '        proxy_pass "http://127.0.0.1:3000/;internal";\n' in text
+    assert "return 200" not in text.replace('"b.example.org; return 200 x"', "")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("http://$http_host", "contains $"),
+        ("x\n}", "line feed"),
+        ("x\ry", "carriage return"),
+        ("x" * 5000, "longer than 4096"),
+    ],
+)
+def test_pillar_context_values_nginx_cannot_quote_are_refused(modules, value, why):
+    pillar = {"nginx": {"sites": {"app": {"source": SOURCE, "context": {"proxy_pass": value}}}}}
+    rendered = modules.state.show_sls("nginx", pillar=pillar)
+    assert isinstance(rendered, list), rendered
+    error = "\n".join(rendered)
+    assert "nginx:sites:app:context:proxy_pass" in error
+    assert why in error
 
 
 # Issue 11 item 5 and item 7 (the nginx formula's own values): pillar never reaches a

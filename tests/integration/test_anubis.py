@@ -314,27 +314,61 @@ def test_a_listener_collision_on_the_host_is_refused_before_anything_changes(lab
     record["anubis"]["instances"]["app"]["metrics_bind"] = "127.0.0.1:8080"
     result = lab.salt(WEB, "state.apply", "anubis", f"pillar={json.dumps(record)}", timeout=120)
     errors = "\n".join(result.data[WEB]) if isinstance(result.data[WEB], list) else ""
-    assert "instances.app.metrics_bind: 127.0.0.1:8080 is already in use on this host by " in errors
+    assert (
+        "anubis:instances:app:metrics_bind = '127.0.0.1:8080': is already in use on this host by "
+        in errors
+    )
     assert "opskit-lab-echo.service" in errors
     assert "9201" in web["minion"].run(["cat", "/etc/anubis/app.env"]).stdout  # unchanged
+
+
+def test_hostile_cmdb_values_change_nothing_and_fail_with_the_key(lab, web):
+    """Issue 11 items 3, 7 and 10 on a real minion: a record whose health_timeout carries
+    a YAML state, whose upstream carries an nginx directive and whose bind carries a
+    scope id is refused at render time, naming each key; no file, unit or marker
+    changes (Salt would have run an injected state as root)."""
+    minion = web["minion"]
+    files = ["/etc/anubis/app.env", "/etc/nginx/opskit-sites/anubis-app.conf"]
+    before = {path: minion.run(["sha256sum", path]).stdout for path in files}
+    record = json.loads(PILLAR)
+    record["anubis"]["health_timeout"] = "30\nx:\n  cmd.run:\n    - name: touch /opskit-pwned"
+    record["anubis"]["instances"]["app"]["upstream"] = "http://127.0.0.1:8080/;internal"
+    record["anubis"]["instances"]["legacy"]["bind"] = "[::1%x;}]:8924"
+    result = lab.salt(WEB, "state.apply", "anubis", f"pillar={json.dumps(record)}", timeout=120)
+    errors = "\n".join(result.data[WEB]) if isinstance(result.data[WEB], list) else ""
+    for key in ("health_timeout", "instances:app:upstream", "instances:legacy:bind"):
+        assert f"anubis:{key} = " in errors, errors
+    assert minion.run(["test", "-e", "/opskit-pwned"], check=False).returncode == 1
+    assert {path: minion.run(["sha256sum", path]).stdout for path in files} == before
 
 
 def test_bad_nginx_site_is_refused_and_nginx_keeps_serving(lab, web, cafile):
     """The nginx formula's validated reload: a broken replacement for a live site is
     tested (nginx -t) where it cannot do harm and refused; the live file, nginx and the
-    Anubis sites keep working."""
+    Anubis sites keep working. The site comes from pillar as the formula allows it: a
+    template of the state tree with its values in context (quoted for nginx)."""
     minion = web["minion"]
-    good = "server {\n    listen 127.0.0.1:8998;\n    location / { return 200 'probe-v1'; }\n}\n"
-    bad = "server {\n    listen 127.0.0.1:8998;\n    bogus_directive on;\n}\n"
+    good = {
+        "listen": "127.0.0.1:8998",
+        "server_name": ["probe.lab"],
+        "proxy_pass": "http://127.0.0.1:8080",
+    }
+    bad = {**good, "proxy_pass": "probe-backend"}  # one quoted parameter, not a URL
 
-    def sites(contents=None, absent=False):
-        entry = {"absent": True} if absent else {"contents": contents}
+    def sites(context=None, absent=False):
+        source = "salt://nginx/files/site-proxy.conf.jinja"
+        entry = {"absent": True} if absent else {"source": source, "context": context}
         return json.dumps({"nginx": {"sites": {"probe": entry}}})
 
+    def probe():
+        return minion.run(["curl", "-s", "127.0.0.1:8998/probe"]).stdout
+
+    live = "/etc/nginx/opskit-sites/probe.conf"
     try:
         result, summary, _ = _apply(lab, WEB, "nginx", pillar=sites(good))
         assert summary.succeeded, result
-        assert minion.run(["curl", "-s", "127.0.0.1:8998/"]).stdout == "probe-v1"
+        assert json.loads(probe())["path"] == "/probe"  # the echo application, via the site
+        before = minion.read_file(live)
         pid = minion.run(["systemctl", "show", "-p", "MainPID", "--value", "nginx"]).stdout
 
         result, summary, _ = _apply(lab, WEB, "nginx", pillar=sites(bad))
@@ -342,17 +376,56 @@ def test_bad_nginx_site_is_refused_and_nginx_keeps_serving(lab, web, cafile):
         failure = result.data[WEB][
             "file_|-nginx-site-probe-file-managed_|-/etc/nginx/opskit-sites/probe.conf_|-managed"
         ]
-        assert 'unknown directive "bogus_directive"' in failure["comment"]
+        assert "[emerg]" in failure["comment"]
+        assert "invalid URL prefix in" in failure["comment"]
         assert "the live file is unchanged" in failure["comment"]
-        assert minion.read_file("/etc/nginx/opskit-sites/probe.conf") == good
-        assert minion.run(["curl", "-s", "127.0.0.1:8998/"]).stdout == "probe-v1"
+        assert minion.read_file(live) == before
+        assert json.loads(probe())["path"] == "/probe"
         assert minion.run(["systemctl", "show", "-p", "MainPID", "--value", "nginx"]).stdout == pid
         status, _, _ = _sidecar(web, cafile).request("GET", "/")
         assert status == 307
     finally:
         result, summary, _ = _apply(lab, WEB, "nginx", pillar=sites(absent=True))
         assert summary.succeeded, result
-    assert minion.run(["test", "-e", "/etc/nginx/opskit-sites/probe.conf"], check=False).returncode
+    assert minion.run(["test", "-e", live], check=False).returncode
+
+
+def _single(lab, minion, *args):
+    result = lab.salt(minion, "state.single", *args, timeout=120)
+    assert isinstance(result.data[minion], dict), result
+    (ret,) = result.data[minion].values()
+    return ret
+
+
+def test_clean_reloads_nginx_only_after_nginx_accepts_the_configuration(lab, web):
+    """anubis.clean's reload (the anubis.nginx_reloaded state): `nginx -t -q` as an argv
+    list, then a reload that keeps nginx's master process; a configuration nginx -t
+    rejects stops it with nginx's message while nginx keeps serving; on a host without a
+    running nginx it does nothing."""
+    minion = web["minion"]
+
+    def master():
+        return minion.run(["systemctl", "show", "-p", "MainPID", "--value", "nginx"]).stdout
+
+    pid = master()
+    ret = _single(lab, WEB, "anubis.nginx_reloaded", "name=nginx")
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {"nginx": {"old": "running", "new": "reloaded"}}
+    assert master() == pid
+    bogus = "/etc/nginx/opskit-sites/zz-bogus.conf"
+    minion.run(["sh", "-c", f"echo 'bogus_directive on;' > {bogus}"])
+    try:
+        ret = _single(lab, WEB, "anubis.nginx_reloaded", "name=nginx")
+    finally:
+        minion.run(["rm", "-f", bogus])
+    assert ret["result"] is False
+    assert 'unknown directive "bogus_directive"' in ret["comment"]
+    assert "was not reloaded (it keeps serving the old one)" in ret["comment"]
+    assert master() == pid
+    assert lab.salt(OTHER, "saltutil.sync_all", timeout=120).returncode == 0
+    ret = _single(lab, OTHER, "anubis.nginx_reloaded", "name=nginx")
+    assert (ret["result"], ret["changes"]) == (True, {})
+    assert "is not running; nothing to reload" in ret["comment"]
 
 
 def test_second_apply_changes_nothing_downloads_nothing_and_keeps_the_keys(lab, web):

@@ -223,21 +223,25 @@ def build_dcgm_release(mirror_root: pathlib.Path) -> pathlib.Path:
     return release_dir / asset
 
 
-def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
-    """Build every artifact once into the cache; return the mirror root.
-
-    The directory is keyed by this file's source and the sources of the Anubis and
-    thumbnail-server stand-in artifacts, so a changed recipe builds a new tree and never
-    rewrites one that another running lab may be serving.
-    """
-    sources = (
+def mirror_sources() -> tuple[pathlib.Path, ...]:
+    """The files whose content the mirror's artifacts are built from (its cache key)."""
+    return (
         pathlib.Path(__file__),
         pathlib.Path(anubis_artifacts.__file__),
         anubis_artifacts.STANDIN,
+        *anubis_artifacts.RULE_MODULES,  # shipped inside the stand-in's packages
         pathlib.Path(thumbnail_artifacts.__file__),
         *thumbnail_artifacts.SOURCES,
     )
-    recipe = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+
+
+def ensure_mirror(cfg: LabConfig) -> pathlib.Path:
+    """Build every artifact once into the cache; return the mirror root.
+
+    The directory is keyed by :func:`mirror_sources`, so a changed recipe builds a new
+    tree and never rewrites one that another running lab may be serving.
+    """
+    recipe = hashlib.sha256(b"".join(p.read_bytes() for p in mirror_sources())).hexdigest()[:16]
     root = cfg.cache_dir / "mirror" / recipe
     with file_lock(cfg.cache_dir / "mirror" / ".lock"):
         if (root / ".complete").exists():

@@ -149,3 +149,13 @@ def test_standin_refuses_what_it_does_not_implement(monkeypatch):
         anubis_standin.Policy({"bots": [{"import": "(data)/botPolicies.yaml"}]}, cfg)
     with pytest.raises(anubis_standin.Fatal, match="must define at least one"):
         anubis_standin.Policy({"bots": []}, cfg)
+
+
+def test_the_mirror_is_rebuilt_when_the_stand_ins_rule_modules_change():
+    """The stand-in's packages ship opskit's rule modules: a change to one must give the
+    lab a new mirror (it once served a stale .deb whose sha256 no longer matched)."""
+    from tests.lab import artifacts
+
+    shipped = {p.resolve() for p in anubis_artifacts.RULE_MODULES}
+    assert shipped
+    assert shipped <= {p.resolve() for p in artifacts.mirror_sources()}

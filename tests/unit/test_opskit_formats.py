@@ -211,6 +211,11 @@ def test_systemd_unit_sections_keys_and_lists():
         fmt.systemd_unit({"Service": {"ExecStart=/bin/sh\nX": "1"}})
 
 
+def test_systemd_unit_resets_an_exec_list_in_a_drop_in():
+    text = fmt.systemd_unit({"Service": [("ExecStart", []), ("ExecStart", ["/opt/x b"])]})
+    assert text == '[Service]\nExecStart=\nExecStart="/opt/x b"\n'
+
+
 # --- env files ----------------------------------------------------------------------
 ENV_VALUES = [
     "plain",

@@ -1,21 +1,19 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
-{%- set binary = anubis.install_dir ~ "/" ~ anubis.release.top_dir ~ "/bin/anubis"
-      if anubis.release.method == "tarball" else "" %}
 {%- if anubis.instances %}
 include:
-  - {{ tplroot }}.package
+  - {{ (tplroot ~ ".package") | json }}
 
 anubis-config-dir-file-directory:
   file.directory:
-    - name: {{ anubis.config_dir }}
+    - name: {{ anubis.config_dir | json }}
     - mode: "0755"
     - user: root
     - group: root
 
 anubis-config-key-dir-file-directory:
   file.directory:
-    - name: {{ anubis.key_dir }}
+    - name: {{ anubis.key_dir | json }}
     - mode: "0700"
     - user: root
     - group: root
@@ -23,24 +21,19 @@ anubis-config-key-dir-file-directory:
       - file: anubis-config-dir-file-directory
 {%-   for inst in anubis.instances %}
 
-anubis-config-env-{{ inst.name }}-file-managed:
-  file.managed:
-    - name: {{ inst.env_file }}
-    - source: salt://{{ tplroot }}/files/instance.env.jinja
-    - template: jinja
-    - mode: "0640"
-    - user: root
-    - group: root
-    - context:
-        name: {{ inst.name | json }}
-        mode: {{ inst.mode | json }}
-        variables: {{ inst.env | json }}
+# Read by upstream's unit (EnvironmentFile=/etc/anubis/%i.env); every value quoted for
+# systemd by the module (opskit_formats). Values from pillar `env` are hidden in changes.
+{{ ("anubis-config-env-" ~ inst.name ~ "-anubis-env_managed") | json }}:
+  anubis.env_managed:
+    - name: {{ inst.env_file | json }}
+    - variables: {{ inst.env | json }}
+    - extra: {{ inst.user_env | json }}
     - require:
       - file: anubis-config-dir-file-directory
 
-anubis-config-policy-{{ inst.name }}-file-serialize:
+{{ ("anubis-config-policy-" ~ inst.name ~ "-file-serialize") | json }}:
   file.serialize:
-    - name: {{ inst.policy_file }}
+    - name: {{ inst.policy_file | json }}
     - dataset: {{ inst.policy | json }}
     - serializer: yaml
     - mode: "0644"
@@ -49,33 +42,30 @@ anubis-config-policy-{{ inst.name }}-file-serialize:
     - require:
       - file: anubis-config-dir-file-directory
 
-# From pillar (the CMDB) when it holds a key; otherwise generated once and kept.
-anubis-config-key-{{ inst.name }}-anubis-key_managed:
+# From pillar (the CMDB) when it holds a key; otherwise generated once and kept. The
+# module reads the key from pillar on the minion: it is never a state argument.
+{{ ("anubis-config-key-" ~ inst.name ~ "-anubis-key_managed") | json }}:
   anubis.key_managed:
-    - name: {{ inst.key_file }}
-    - pillar_path: {{ inst.key_pillar_path }}
+    - name: {{ inst.key_file | json }}
+    - pillar_path: {{ inst.key_pillar_path | json }}
     - require:
       - file: anubis-config-key-dir-file-directory
 
-anubis-config-dropin-{{ inst.name }}-file-managed:
+# Rendered by anubis.plan with opskit_formats (the systemd quoting rule).
+{{ ("anubis-config-dropin-" ~ inst.name ~ "-file-managed") | json }}:
   file.managed:
-    - name: {{ inst.dropin_file }}
-    - source: salt://{{ tplroot }}/files/dropin.conf.jinja
-    - template: jinja
+    - name: {{ inst.dropin_file | json }}
+    - contents: {{ inst.dropin | json }}
     - makedirs: true
     - mode: "0644"
     - user: root
     - group: root
-    - context:
-        name: {{ inst.name | json }}
-        key_file: {{ inst.key_file | json }}
-        binary: {{ binary | json }}
 {%-   endfor %}
 
 # What anubis.targets publishes to the mine (Prometheus file_sd shape).
 anubis-config-registry-file-serialize:
   file.serialize:
-    - name: {{ anubis.registry_file }}
+    - name: {{ anubis.registry_file | json }}
     - dataset:
         targets: {{ anubis.targets | json }}
     - serializer: json

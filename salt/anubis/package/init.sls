@@ -8,9 +8,9 @@
 # mirror's checksum file) before apt sees it; a mismatch fails here.
 anubis-package-download-file-managed:
   file.managed:
-    - name: {{ anubis.cache_dir }}/{{ release.asset }}
-    - source: {{ release.url }}
-    - source_hash: {{ release.source_hash }}
+    - name: {{ (anubis.cache_dir ~ "/" ~ release.asset) | json }}
+    - source: {{ release.url | json }}
+    - source_hash: {{ release.source_hash | json }}
     - makedirs: true
     - mode: "0644"
     - user: root
@@ -20,17 +20,17 @@ anubis-package-download-file-managed:
 anubis-package-install-pkg-installed:
   pkg.installed:
     - sources:
-      - anubis: {{ anubis.cache_dir }}/{{ release.asset }}
+      - anubis: {{ (anubis.cache_dir ~ "/" ~ release.asset) | json }}
     - require:
       - file: anubis-package-download-file-managed
 {%-   else %}
 
 anubis-package-install-archive-extracted:
   archive.extracted:
-    - name: {{ anubis.install_dir }}
-    - source: {{ release.url }}
-    - source_hash: {{ release.source_hash }}
-    - if_missing: {{ anubis.install_dir }}/{{ release.top_dir }}/bin/anubis
+    - name: {{ anubis.install_dir | json }}
+    - source: {{ release.url | json }}
+    - source_hash: {{ release.source_hash | json }}
+    - if_missing: {{ (anubis.install_dir ~ "/" ~ release.top_dir ~ "/bin/anubis") | json }}
     - enforce_toplevel: true
     - user: root
     - group: root
@@ -41,7 +41,7 @@ anubis-package-install-archive-extracted:
 anubis-package-unit-file-symlink:
   file.symlink:
     - name: /etc/systemd/system/anubis@.service
-    - target: {{ anubis.install_dir }}/{{ release.top_dir }}/run/anubis@.service
+    - target: {{ (anubis.install_dir ~ "/" ~ release.top_dir ~ "/run/anubis@.service") | json }}
     - require:
       - archive: anubis-package-install-archive-extracted
 {%-   endif %}

@@ -10,26 +10,26 @@ include:
 {%-   for inst in anubis.instances %}
 
 # Restarted when its settings, key, drop-in or the package change (Anubis has no reload).
-anubis-service-running-{{ inst.name }}-service-running:
+{{ ("anubis-service-running-" ~ inst.name ~ "-service-running") | json }}:
   service.running:
-    - name: {{ inst.unit }}
+    - name: {{ inst.unit | json }}
     - enable: true
     - require:
       - {{ package_state | json }}
     - watch:
       - {{ package_state | json }}
-      - file: anubis-config-env-{{ inst.name }}-file-managed
-      - file: anubis-config-policy-{{ inst.name }}-file-serialize
-      - anubis: anubis-config-key-{{ inst.name }}-anubis-key_managed
-      - file: anubis-config-dropin-{{ inst.name }}-file-managed
+      - {{ {"anubis": "anubis-config-env-" ~ inst.name ~ "-anubis-env_managed"} | json }}
+      - {{ {"file": "anubis-config-policy-" ~ inst.name ~ "-file-serialize"} | json }}
+      - {{ {"anubis": "anubis-config-key-" ~ inst.name ~ "-anubis-key_managed"} | json }}
+      - {{ {"file": "anubis-config-dropin-" ~ inst.name ~ "-file-managed"} | json }}
 
 # Upstream's metrics listener answers /healthz with 200 "OK" once the instance serves.
-anubis-service-healthz-{{ inst.name }}-anubis-healthy:
+{{ ("anubis-service-healthz-" ~ inst.name ~ "-anubis-healthy") | json }}:
   anubis.healthy:
-    - name: {{ inst.unit }}
-    - url: {{ inst.health_url }}
-    - timeout: {{ anubis.health_timeout }}
+    - name: {{ inst.unit | json }}
+    - url: {{ inst.health_url | json }}
+    - timeout: {{ anubis.health_timeout | json }}
     - require:
-      - service: anubis-service-running-{{ inst.name }}-service-running
+      - {{ {"service": "anubis-service-running-" ~ inst.name ~ "-service-running"} | json }}
 {%-   endfor %}
 {%- endif %}
