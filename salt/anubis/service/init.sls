@@ -4,7 +4,7 @@
       if anubis.release.method == "deb" else {"file": "anubis-package-unit-file-symlink"} %}
 {%- if anubis.instances %}
 include:
-  - {{ tplroot }}.config
+  - {{ (tplroot ~ ".config") | json }}
   # Publishes the instances' metrics targets (opskit.targets) to the mine at the end.
   - common.mine
 {%-   for inst in anubis.instances %}
