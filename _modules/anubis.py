@@ -25,6 +25,7 @@ import secrets
 import stat
 
 import salt.utils.data
+import salt.utils.path
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
@@ -88,8 +89,11 @@ def plan(settings, pillar=None, listeners=None):
         raise SaltInvocationError(
             "anubis.plan takes the settings opskit.settings('anubis', ...) returns"
         )
+    containers = ()
     if listeners is None and settings.get("check_listening_ports") and settings["instances"]:
         listeners = opskit_net.listening_sockets()
+        if settings.get("runtime") == "docker":
+            containers = _project_containers(settings)
     try:
         return opskit_anubis_plan.plan(
             settings,
@@ -97,9 +101,29 @@ def plan(settings, pillar=None, listeners=None):
             cpu=__grains__.get("osarch") or __grains__.get("cpuarch"),
             pillar=__pillar__ if pillar is None else pillar,
             live=listeners,
+            containers=containers,
         )
     except (opskit_schema.SettingsError, opskit_formats.UnsafeValue) as err:
         raise CommandExecutionError(f"{_minion()}: {err}") from err
+
+
+def _project_containers(settings) -> set[str]:
+    """Ids of the containers of the formula's compose project (none without docker)."""
+    if not salt.utils.path.which("docker"):
+        return set()
+    label = f"label=com.docker.compose.project={settings['docker']['project']}"
+    out = __salt__["cmd.run_all"](
+        ["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", label],
+        python_shell=False,
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    if out["retcode"] != 0:
+        raise CommandExecutionError(
+            f"{_minion()}: docker ps failed (exit {out['retcode']}): "
+            f"{(out.get('stderr') or '').strip()[-300:]}; is dockerd running?"
+        )
+    return set(out["stdout"].split())
 
 
 def listeners():
@@ -147,13 +171,36 @@ def targets(registry="/etc/anubis/opskit-targets.json"):
 # ---------------------------------------------------------------------------------------
 # Env files
 # ---------------------------------------------------------------------------------------
-def _env_text(variables, extra):
+ENV_FORMATS = {
+    "systemd": (
+        opskit_formats.systemd_env_file,
+        opskit_formats.parse_systemd_env_file,
+        ENV_HEADER,
+    ),
+    "compose": (
+        opskit_formats.compose_env_file,
+        opskit_formats.parse_compose_env_file,
+        "Managed by Salt (opskit anubis formula, runtime docker); local changes are "
+        "overwritten.\nRead by docker compose (env_file:). The signing key is not here: "
+        "the container\nreads it from a read-only file (ED25519_PRIVATE_KEY_HEX_FILE).",
+    ),
+}
+
+
+def _env_format(syntax):
+    if syntax not in ENV_FORMATS:
+        raise SaltInvocationError(f"env file syntax must be one of {', '.join(ENV_FORMATS)}")
+    return ENV_FORMATS[syntax]
+
+
+def _env_text(variables, extra, syntax="systemd"):
     for name in extra or {}:
         if name in variables:
             raise SaltInvocationError(f"env variable {name} is set by the formula")
     env = {**variables, **(extra or {})}
+    render, _, header = _env_format(syntax)
     try:
-        return opskit_formats.systemd_env_file(env, header=ENV_HEADER, path="env")
+        return render(env, header=header, path="env")
     except opskit_formats.UnsafeValue as err:
         raise SaltInvocationError(f"cannot write the Anubis env file: {err}") from err
 
@@ -167,12 +214,13 @@ def _shown(old, new, visible):
     }
 
 
-def env_diff(path, variables, extra=None):
+def env_diff(path, variables, extra=None, syntax="systemd"):
     """
     Compare the env file ``path`` with what ``variables`` (set by the formula) and
     ``extra`` (pillar ``env``) make of it: ``{"path", "needs_write", "changes"}``, the
     changes by variable, ``mode``/``owner`` when those differ (0640 root:root). Values
-    from ``extra`` (and of variables the formula does not set) are hidden.
+    from ``extra`` (and of variables the formula does not set) are hidden. ``syntax``:
+    ``systemd`` (``EnvironmentFile=``) or ``compose`` (docker compose ``env_file:``).
 
     CLI Example:
 
@@ -180,12 +228,13 @@ def env_diff(path, variables, extra=None):
 
         salt web-01 anubis.env_diff /etc/anubis/app.env '{"BIND": "127.0.0.1:8923"}'
     """
-    text = _env_text(variables, extra)
+    text = _env_text(variables, extra, syntax)
+    parse = _env_format(syntax)[1]
     now = opskit_files.current(path)
     old = {}
     if now.content is not None:
-        old = opskit_formats.parse_systemd_env_file(now.content.decode("utf-8", "replace"))
-    new = opskit_formats.parse_systemd_env_file(text)
+        old = parse(now.content.decode("utf-8", "replace"))
+    new = parse(text)
     changes = {
         name: _shown(old.get(name), new.get(name), name in variables)
         for name in sorted(set(old) | set(new))
@@ -206,12 +255,13 @@ def env_diff(path, variables, extra=None):
     }
 
 
-def write_env(path, variables, extra=None):
+def write_env(path, variables, extra=None, syntax="systemd"):
     """
     Write the env file ``path`` (mode 0640, root:root, atomically) from ``variables``
     and ``extra``, each value quoted for systemd's ``EnvironmentFile=``
-    (``opskit_formats.systemd_env_file``). Returns :py:func:`env_diff`'s view of what
-    changed (values from ``extra`` hidden).
+    (``opskit_formats.systemd_env_file``) or, with ``syntax=compose``, for docker
+    compose's ``env_file:`` (``opskit_formats.compose_env_file``). Returns
+    :py:func:`env_diff`'s view of what changed (values from ``extra`` hidden).
 
     CLI Example:
 
@@ -219,10 +269,10 @@ def write_env(path, variables, extra=None):
 
         salt web-01 anubis.write_env /etc/anubis/app.env '{"BIND": "127.0.0.1:8923"}'
     """
-    before = env_diff(path, variables, extra)
+    before = env_diff(path, variables, extra, syntax)
     if before["needs_write"]:
         try:
-            opskit_files.write_atomic(path, _env_text(variables, extra), ENV_MODE, 0, 0)
+            opskit_files.write_atomic(path, _env_text(variables, extra, syntax), ENV_MODE, 0, 0)
         except (OSError, LookupError) as err:
             raise CommandExecutionError(
                 f"cannot write the Anubis env file {path} on {_minion()}: {err}"
@@ -291,10 +341,21 @@ def _pillar_key(pillar_path):
     return value.lower()
 
 
-def write_key(path, pillar_path=None):
+def _owner(owner):
+    """(uid, gid) from ``owner`` (``[uid, gid]``; default root)."""
+    try:
+        uid, gid = (0, 0) if owner is None else (int(owner[0]), int(owner[1]))
+    except (TypeError, ValueError, IndexError) as err:
+        raise SaltInvocationError(f"owner must be [uid, gid], not {owner!r}") from err
+    return uid, gid
+
+
+def write_key(path, pillar_path=None, owner=None):
     """
-    Write a signing key file (mode 0400, root, in a 0700 directory), atomically:
-    the key from pillar ``pillar_path`` when given and set, else a new random key.
+    Write a signing key file (mode 0400, root or ``owner`` ``[uid, gid]``, in a 0700
+    directory), atomically: the key from pillar ``pillar_path`` when given and set,
+    else a new random key. (The docker runtime gives the file to the container's user,
+    which reads it through a read-only bind mount.)
 
     The key never appears in arguments, return values or logs; the return value holds
     the public key only. Used by the ``anubis.key_managed`` state.
@@ -305,13 +366,14 @@ def write_key(path, pillar_path=None):
 
         salt web-01 anubis.write_key /etc/anubis/keys/gitlab.key
         salt web-01 anubis.write_key /etc/anubis/keys/app.key \\
-            pillar_path=anubis:instances:app:ed25519_private_key_hex
+            pillar_path=anubis:instances:app:ed25519_private_key_hex owner='[1000, 1000]'
     """
+    uid, gid = _owner(owner)
     key = _pillar_key(pillar_path) if pillar_path else None
     if key is None:
         key = secrets.token_hex(32)
     try:
-        opskit_files.write_atomic(path, key + "\n", 0o400, 0, 0, makedirs=True, dir_mode=0o700)
+        opskit_files.write_atomic(path, key + "\n", 0o400, uid, gid, makedirs=True, dir_mode=0o700)
         os.chmod(os.path.dirname(path), 0o700)
     except OSError as err:
         raise CommandExecutionError(
@@ -320,9 +382,10 @@ def write_key(path, pillar_path=None):
     return key_info(path)
 
 
-def fix_key_mode(path):
+def fix_key_mode(path, owner=None):
     """
-    Set a key file back to mode 0400, owner root:root (its directory to 0700).
+    Set a key file back to mode 0400, owner root:root or ``owner`` ``[uid, gid]`` (its
+    directory to 0700).
 
     CLI Example:
 
@@ -330,9 +393,10 @@ def fix_key_mode(path):
 
         salt web-01 anubis.fix_key_mode /etc/anubis/keys/gitlab.key
     """
+    uid, gid = _owner(owner)
     try:
         os.chmod(os.path.dirname(path), 0o700)
-        os.chown(path, 0, 0)
+        os.chown(path, uid, gid)
         os.chmod(path, 0o400)
     except OSError as err:
         raise CommandExecutionError(f"cannot fix the mode of {path} on {_minion()}: {err}") from err
@@ -399,3 +463,147 @@ def wait_healthy(url, timeout=30, interval=0.5):
         raise_error=False,
         request_timeout=2.0,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Runtime docker: the compose project (argv lists from anubis.plan, never a shell)
+# ---------------------------------------------------------------------------------------
+def _run(argv, what):
+    out = __salt__["cmd.run_all"](
+        list(argv), python_shell=False, ignore_retcode=True, output_loglevel="debug"
+    )
+    if out["retcode"] != 0:
+        detail = (out.get("stderr") or out.get("stdout") or "no output").strip()[-600:]
+        raise CommandExecutionError(
+            f"{_minion()}: {what} failed (exit {out['retcode']}): {' '.join(argv)}: {detail}"
+        )
+    return out["stdout"]
+
+
+def store_dir_info(path):
+    """
+    Describe a directory: whether it exists, its mode, uid and gid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dock-01 anubis.store_dir_info /var/lib/anubis/app
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return {"path": path, "exists": False}
+    except OSError as err:
+        raise CommandExecutionError(f"cannot stat {path} on {_minion()}: {err}") from err
+    return {
+        "path": path,
+        "exists": True,
+        "directory": stat.S_ISDIR(st.st_mode),
+        "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+def store_dir(path, owner):
+    """
+    Make ``path`` a directory of mode 0700 owned by ``owner`` (``[uid, gid]``; its
+    parent is made root's, 0755, when missing): the docker runtime's bbolt store, which
+    the container's user writes. Returns :py:func:`store_dir_info`.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dock-01 anubis.store_dir /var/lib/anubis/app '[1000, 1000]'
+    """
+    uid, gid = _owner(owner)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        if not os.path.isdir(path) or os.path.islink(path):
+            os.mkdir(path, 0o700)
+        os.chown(path, uid, gid)
+        os.chmod(path, 0o700)
+    except OSError as err:
+        raise CommandExecutionError(
+            f"cannot make the Anubis store directory {path} on {_minion()}: {err}"
+        ) from err
+    return store_dir_info(path)
+
+
+_DRY_RUN_RE = re.compile(r"Container \S+\s+([A-Za-z]+)")
+
+
+def container_status(compose_argv, service):
+    """
+    The compose service's container: ``exists``, ``running``, ``current`` (what
+    ``docker compose --dry-run up --no-deps <service>`` would do is only ``Running``,
+    i.e. compose would leave it as it is; ``None`` when compose cannot load the project,
+    e.g. before its files exist).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dock-01 anubis.container_status \\
+            '[docker, compose, --project-name, anubis, --file, /opt/anubis-docker/compose.yaml]' app
+    """
+    argv = list(compose_argv)
+    ids = _run([*argv, "ps", "--all", "--quiet", service], "docker compose ps").split()
+    if not ids:
+        return {"service": service, "exists": False, "running": False, "current": False}
+    inspect = _run(["docker", "inspect", "--format", "{{json .State}}", ids[0]], "docker inspect")
+    # Compose decides whether a container is current by its config-hash label, computed
+    # from the project as `up` loads it (`config --hash` prints another value in 2.26):
+    # ask `up` itself, in dry-run mode.
+    dry = __salt__["cmd.run_all"](
+        [*argv, "--dry-run", "up", "--detach", "--no-deps", service],
+        python_shell=False,
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    current = None
+    if dry["retcode"] == 0:
+        actions = _DRY_RUN_RE.findall(f"{dry.get('stdout', '')}\n{dry.get('stderr', '')}")
+        current = bool(actions) and all(action == "Running" for action in actions)
+    return {
+        "service": service,
+        "exists": True,
+        "id": ids[0][:12],
+        "running": bool(json.loads(inspect).get("Running")),
+        "current": current,
+    }
+
+
+def compose_up(compose_argv, service=None, recreate=False):
+    """
+    ``docker compose ... up --detach --remove-orphans`` for one service (or all), with
+    ``--force-recreate`` when ``recreate``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dock-01 anubis.compose_up "$COMPOSE_ARGV" app recreate=True
+    """
+    args = ["up", "--detach", "--remove-orphans"]
+    args += ["--force-recreate"] if recreate else []
+    args += [service] if service else []
+    _run([*compose_argv, *args], "docker compose up")
+    return {"command": " ".join([*compose_argv, *args])}
+
+
+def compose_down(compose_argv):
+    """
+    ``docker compose ... down --remove-orphans`` for the formula's project.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dock-01 anubis.compose_down "$COMPOSE_ARGV"
+    """
+    args = ["down", "--remove-orphans"]
+    _run([*compose_argv, *args], "docker compose down")
+    return {"command": " ".join([*compose_argv, *args])}

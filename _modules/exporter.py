@@ -41,6 +41,8 @@ try:
     import opskit_exporter_probe as probe
     import opskit_exporter_removal as removal
     import opskit_exporter_templates as templates
+    import opskit_net
+    import opskit_settings_exporters as settings
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_catalog as catalog
     from saltext.opskit.utils import opskit_exporter_dcgm as dcgm
@@ -51,21 +53,13 @@ except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_probe as probe
     from saltext.opskit.utils import opskit_exporter_removal as removal
     from saltext.opskit.utils import opskit_exporter_templates as templates
+    from saltext.opskit.utils import opskit_net
+    from saltext.opskit.utils import opskit_settings_exporters as settings
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "exporter"
 __func_alias__ = {"list_": "list", "plan_": "plan"}
-
-# Options whose values are secrets: the formula never passes them as state arguments
-# (``secrets_from`` names the pillar keys to read them from on the minion instead).
-SECRET_OPTIONS = (
-    "env",
-    "web:basic_auth_users",
-    "redis:password",
-    "postgres:password",
-    "postgres:dsn",
-)
 
 
 def __virtual__():
@@ -96,9 +90,10 @@ def _require_systemd() -> None:
         )
 
 
-def _with_pillar_secrets(kwargs: dict) -> dict:
-    """The options with the secret ones read from the pillar keys ``secrets_from``
-    names (merged in order, later keys winning, as the formula merges options)."""
+def _with_pillar_secrets(name: str, kwargs: dict) -> dict:
+    """The options with the secret ones (``settings.SECRET_OPTIONS``: marked secret in
+    the schema) read from the pillar keys ``secrets_from`` names (merged in order,
+    later keys winning, as the formula merges options)."""
     options = {k: v for k, v in kwargs.items() if not str(k).startswith("__")}
     sources = options.pop("secrets_from", None)
     if not sources:
@@ -115,11 +110,11 @@ def _with_pillar_secrets(kwargs: dict) -> dict:
         if not isinstance(value, dict):
             raise _invocation_error(ValueError(f"pillar {key} must be a mapping of options"))
         merged = salt.utils.dictupdate.merge(merged, value, strategy="recurse")
-    for option in SECRET_OPTIONS:
-        value = salt.utils.data.traverse_dict(merged, option, None, delimiter=":")
+    for option in settings.SECRET_OPTIONS.get(name, ()):
+        value = salt.utils.data.traverse_dict(merged, ":".join(option), None, delimiter=":")
         if value is None:
             continue
-        *heads, leaf = option.split(":")
+        *heads, leaf = option
         target = options
         for part in heads:
             child = target.get(part)
@@ -139,9 +134,9 @@ def _plan(name: str, kwargs: dict, render: bool = True) -> plan.Desired:
         renderer = templates.Renderer(templates.salt_loader(__salt__, saltenv, __context__))
     try:
         return plan.build(
-            name, _with_pillar_secrets(kwargs), __grains__.get("cpuarch", ""), renderer
+            name, _with_pillar_secrets(name, kwargs), __grains__.get("cpuarch", ""), renderer
         )
-    except ValueError as err:
+    except (ValueError, SaltInvocationError) as err:
         raise _invocation_error(err) from err
 
 
@@ -362,7 +357,9 @@ def targets() -> list:
     for name in host.installed_names(catalog.CATALOG):
         manifest = host.load_manifest(name) or {}
         exporter = catalog.CATALOG[name]
-        address, port = opts.parse_listen(manifest.get("listen"), exporter.port)
+        address, port = opskit_net.parse_listen(
+            manifest.get("listen") or "", exporter.port, allow_hostname=True
+        )
         if address in ("", "0.0.0.0", "::"):  # noqa: S104 - a comparison, not a bind
             address = manifest.get("target_host") or __grains__.get("fqdn") or _minion()
         elif manifest.get("target_host"):
@@ -376,7 +373,7 @@ def targets() -> list:
             labels["__opskit_basic_auth__"] = "true"
         if manifest.get("client_auth"):
             labels["__opskit_client_cert__"] = "true"
-        result.append({"targets": [opts.format_listen(address, port)], "labels": labels})
+        result.append({"targets": [opskit_net.format_listen(address, port)], "labels": labels})
     return result
 
 
@@ -409,7 +406,9 @@ def validate(exporters: dict) -> bool:
                     raise ValueError(f"unknown exporter {name!r}")
                 continue
             options = {k: v for k, v in options.items() if k != "ensure"}
-            plan.build(name, _with_pillar_secrets(options), __grains__.get("cpuarch", ""))
+            if name not in catalog.CATALOG:
+                raise ValueError(f"unknown exporter {name!r}")
+            plan.build(name, _with_pillar_secrets(name, options), __grains__.get("cpuarch", ""))
         except (ValueError, SaltInvocationError) as err:
             problems.append(str(err))
     if problems:
@@ -419,26 +418,32 @@ def validate(exporters: dict) -> bool:
     return True
 
 
-def without_secrets(options: dict) -> dict:
+def without_secrets(name: str, options: dict) -> dict:
     """
-    Return one exporter's ``options`` without the secret ones (``env``,
-    ``web:basic_auth_users``, ``redis:password``, ``postgres:password``,
-    ``postgres:dsn``): what the ``exporters`` formula may render into state arguments.
+    Return exporter ``name``'s ``options`` without the secret ones (those the schema
+    marks secret: ``env``, ``web:basic_auth_users``, ``redis:password``,
+    ``postgres:password``, ``postgres:dsn``, URLs that may carry credentials:
+    ``base_url``, ``url_template``, ``proxy``, ``nginx:scrape_uri``) and without unset
+    ones: what the ``exporters`` formula renders into state arguments.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' exporter.without_secrets '{redis: {addr: "redis://db:6379", password: x}}'
+        salt '*' exporter.without_secrets redis_exporter '{redis: {password: x}}'
     """
-    if not isinstance(options, dict):
-        return options
-    public = {k: v for k, v in options.items() if k not in SECRET_OPTIONS}
-    for option in SECRET_OPTIONS:
-        head, _, leaf = option.partition(":")
-        if leaf and isinstance(public.get(head), dict):
-            public[head] = {k: v for k, v in public[head].items() if k != leaf}
-    return public
+    secret = settings.SECRET_OPTIONS.get(name, ())
+
+    def strip(value, path):
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: strip(item, (*path, key))
+            for key, item in value.items()
+            if (*path, key) not in secret and item is not None
+        }
+
+    return strip(options, ())
 
 
 def gpus() -> dict:

@@ -20,6 +20,11 @@ reloads a running nginx after ``nginx -t`` (for ``anubis.clean``, which removes 
 
 from __future__ import annotations
 
+import os
+
+from salt.exceptions import CommandExecutionError
+from salt.exceptions import SaltInvocationError
+
 try:  # synced from file_roots, or module_dirs
     import opskit_redact
 except ImportError:  # installed with pip
@@ -38,9 +43,9 @@ def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def key_managed(name, pillar_path=None, **kwargs):  # kwargs: state.single passes pillar=
+def key_managed(name, pillar_path=None, owner=None, **kwargs):  # kwargs: state.single: pillar=
     """
-    Keep the signing key file ``name`` (mode 0400, root, directory 0700).
+    Keep the signing key file ``name`` (mode 0400, root or ``owner``, directory 0700).
 
     name
         Path of the key file, e.g. ``/etc/anubis/keys/gitlab.key``.
@@ -49,6 +54,10 @@ def key_managed(name, pillar_path=None, **kwargs):  # kwargs: state.single passe
         Pillar key (``:``-separated) that may hold the key as 64 hex characters. When it
         is set, the file holds exactly that key. When it is not set, an existing valid
         key is kept and a missing one is generated.
+
+    owner
+        ``[uid, gid]`` of the file (default root's): the docker runtime gives it to the
+        container's user, which reads it through a read-only bind mount.
 
     .. code-block:: yaml
 
@@ -79,39 +88,51 @@ def key_managed(name, pillar_path=None, **kwargs):  # kwargs: state.single passe
     else:
         action = None
 
+    uid, gid = (0, 0) if owner is None else (int(owner[0]), int(owner[1]))
     if action is None:
-        if info["mode"] == "0400" and info["uid"] == 0 and info["gid"] == 0:
+        if info["mode"] == "0400" and (info["uid"], info["gid"]) == (uid, gid):
             ret["comment"] = f"Signing key {name} is in place ({info['public_key']})."
             return ret
+        want = f"{uid}:{gid}"
+        changes = {}
+        if info["mode"] != "0400":
+            changes["mode"] = {"old": info["mode"], "new": "0400"}
+        if f"{info['uid']}:{info['gid']}" != want:
+            changes["owner"] = {"old": f"{info['uid']}:{info['gid']}", "new": want}
         if __opts__["test"]:
             ret["result"] = None
-            ret["comment"] = f"The mode or owner of {name} would be set to 0400 root:root."
-            ret["changes"] = {"mode": {"old": info["mode"], "new": "0400"}}
+            ret["comment"] = f"The mode or owner of {name} would be set to 0400 {want}."
+            ret["changes"] = changes
             return ret
-        new = __salt__["anubis.fix_key_mode"](name)
-        ret["changes"] = {"mode": {"old": info["mode"], "new": new["mode"]}}
-        ret["comment"] = f"Set {name} to mode 0400, owner root:root."
-        return _verify(ret, new)
+        new = __salt__["anubis.fix_key_mode"](name, owner=[uid, gid])
+        if "mode" in changes:
+            changes["mode"]["new"] = new["mode"]
+        ret["changes"] = changes
+        ret["comment"] = f"Set {name} to mode 0400, owner {want}."
+        return _verify(ret, new, uid, gid)
 
     if __opts__["test"]:
         ret["result"] = None
         ret["comment"] = f"The signing key {name} would be {action}."
         ret["changes"] = {"key": {"old": info.get("public_key"), "new": f"({action})"}}
         return ret
-    new = __salt__["anubis.write_key"](name, pillar_path=pillar_path if from_pillar else None)
+    new = __salt__["anubis.write_key"](
+        name, pillar_path=pillar_path if from_pillar else None, owner=[uid, gid]
+    )
     ret["changes"] = {"key": {"old": info.get("public_key"), "new": new["public_key"]}}
     ret["comment"] = f"The signing key {name} was {action}."
-    return _verify(ret, new)
+    return _verify(ret, new, uid, gid)
 
 
-def _verify(ret, info):
-    if not (info.get("valid") and info["mode"] == "0400" and info["uid"] == 0):
+def _verify(ret, info, uid=0, gid=0):
+    owner = (info.get("uid"), info.get("gid"))
+    if not (info.get("valid") and info["mode"] == "0400" and owner == (uid, gid)):
         ret["result"] = False
         ret["comment"] += f" Re-checking {ret['name']} failed: {info}"
     return ret
 
 
-def env_managed(name, variables, extra=None, **kwargs):
+def env_managed(name, variables, extra=None, syntax="systemd", **kwargs):
     """
     Keep an instance's env file ``name`` (mode 0640, root:root): ``variables`` (set by
     the formula) and ``extra`` (pillar ``env``), each quoted for systemd's
@@ -127,7 +148,7 @@ def env_managed(name, variables, extra=None, **kwargs):
             - extra: {WEBMASTER_EMAIL: webmaster@example.org}
     """
     ret = _ret(name)
-    diff = __salt__["anubis.env_diff"](name, variables, extra)
+    diff = __salt__["anubis.env_diff"](name, variables, extra, syntax)
     if not diff["needs_write"]:
         ret["comment"] = f"{name} is in place."
         return ret
@@ -137,8 +158,8 @@ def env_managed(name, variables, extra=None, **kwargs):
         ret["result"] = None
         ret["comment"] = f"{name} would be {what}."
         return ret
-    __salt__["anubis.write_env"](name, variables, extra)
-    if __salt__["anubis.env_diff"](name, variables, extra)["needs_write"]:
+    __salt__["anubis.write_env"](name, variables, extra, syntax)
+    if __salt__["anubis.env_diff"](name, variables, extra, syntax)["needs_write"]:
         ret["result"] = False
         ret["comment"] = f"{name} was written but does not read back as intended."
         return ret
@@ -146,7 +167,7 @@ def env_managed(name, variables, extra=None, **kwargs):
     return ret
 
 
-def healthy(name, url, timeout=30, **kwargs):
+def healthy(name, url, timeout=30, logs_argv=None, **kwargs):
     """
     Wait until an Anubis instance's ``/healthz`` answers 200 (a check; never changes
     anything). On failure the comment carries the unit's last log lines.
@@ -159,6 +180,11 @@ def healthy(name, url, timeout=30, **kwargs):
 
     timeout
         Seconds to wait (after a restart Anubis needs a moment).
+
+    logs_argv
+        The command (argv list) whose output shows the last log lines on failure
+        (default ``journalctl --unit <name>``; the docker runtime passes
+        ``docker compose ... logs``).
 
     With ``test=True`` the URL is queried once: healthy is reported as such; otherwise
     the result is ``None`` (an apply may still bring the instance up).
@@ -187,16 +213,15 @@ def healthy(name, url, timeout=30, **kwargs):
             f"{name} is healthy ({answer['url']} answered 200 after {answer['waited']}s)."
         )
         return ret
-    logs = __salt__["cmd.run_all"](
-        ["journalctl", "--unit", name, "--lines", "15", "--no-pager", "--output", "cat"],
-        python_shell=False,
-        ignore_retcode=True,
-    )
+    argv = list(logs_argv or ["journalctl", "--unit", name, "--lines", "15", "--no-pager"])
+    if not logs_argv:
+        argv += ["--output", "cat"]
+    logs = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True)
     seen = answer.get("error") or f"status {answer['status']}: {answer['body'][:100]!r}"
     ret["result"] = False
     ret["comment"] = opskit_redact.redact_text(
         f"{name} on {__grains__.get('id')} is not healthy: {answer['url']} did not answer "
-        f"200 within {timeout}s (last: {seen}). Last log lines (journalctl -u {name}):\n"
+        f"200 within {timeout}s (last: {seen}). Last log lines ({' '.join(argv)}):\n"
         + (logs.get("stdout") or logs.get("stderr") or "(none)")
     )
     return ret
@@ -242,4 +267,149 @@ def nginx_reloaded(name, binary="/usr/sbin/nginx", **kwargs):
         return ret
     ret["changes"] = {name: {"old": "running", "new": "reloaded"}}
     ret["comment"] = f"{name} was reloaded after `{binary} -t -q` passed."
+    return ret
+
+
+# ---------------------------------------------------------------------------------------
+# Runtime docker
+# ---------------------------------------------------------------------------------------
+def store_dir_managed(name, owner, **kwargs):
+    """
+    Keep the directory ``name`` at mode 0700, owned by ``owner`` (``[uid, gid]``): the
+    docker runtime's bbolt store, written by the container's user.
+
+    .. code-block:: yaml
+
+        anubis-config-store-app-anubis-store_dir_managed:
+          anubis.store_dir_managed:
+            - name: /var/lib/anubis/app
+            - owner: [1000, 1000]
+    """
+    ret = _ret(name)
+    want = f"{int(owner[0])}:{int(owner[1])}"
+    info = __salt__["anubis.store_dir_info"](name)
+    now = f"{info['uid']}:{info['gid']}" if info["exists"] else None
+    if info["exists"] and info["directory"] and info["mode"] == "0700" and now == want:
+        ret["comment"] = f"{name} is in place (0700, {want})."
+        return ret
+    changes = {"directory": {"old": None, "new": f"0700 {want}"}}
+    if info["exists"]:
+        changes = {"directory": {"old": f"{info['mode']} {now}", "new": f"0700 {want}"}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"{name} would be set to 0700 {want}.")
+        return ret
+    try:
+        new = __salt__["anubis.store_dir"](name, owner)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret.update(result=False, comment=str(err))
+        return ret
+    ret["changes"] = changes
+    if not (new["exists"] and new["mode"] == "0700" and f"{new['uid']}:{new['gid']}" == want):
+        ret.update(result=False, comment=f"Re-checking {name} failed: {new}")
+        return ret
+    ret["comment"] = f"{name} was set to 0700 {want}."
+    return ret
+
+
+def _container_state(name, compose_argv):
+    try:
+        return __salt__["anubis.container_status"](compose_argv, name), None
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return None, err
+
+
+def container_running(name, compose_argv, compose_file, **kwargs):
+    """
+    Keep the compose service ``name`` (an Anubis instance) running with the compose
+    file as it is: ``docker compose ... up --detach <name>`` when its container is
+    missing, stopped or made from an older configuration (its config-hash label differs
+    from ``docker compose config --hash``). A watched state that changed (the
+    instance's env file, policy or key, which compose does not hash) recreates it
+    (``mod_watch``: ``--force-recreate``). Other instances' containers are not touched.
+
+    .. code-block:: yaml
+
+        anubis-service-container-app-anubis-container_running:
+          anubis.container_running:
+            - name: app
+            - compose_argv: [docker, compose, --project-name, anubis, --project-directory,
+                             /opt/anubis-docker, --file, /opt/anubis-docker/compose.yaml]
+            - compose_file: /opt/anubis-docker/compose.yaml
+    """
+    ret = _ret(name)
+    status, err = (None, None)
+    if os.path.isfile(compose_file):
+        status, err = _container_state(name, compose_argv)
+    if err is not None and not __opts__["test"]:
+        ret.update(result=False, comment=str(err))
+        return ret
+    status = status or {"exists": False, "running": False, "current": None}
+    if status["running"] and status["current"]:
+        ret["comment"] = f"The container of {name} is running with the current configuration."
+        return ret
+    old = "absent"
+    if status["exists"]:
+        old = "outdated" if status["running"] else "stopped"
+    ret["changes"] = {"container": {"old": old, "new": "running"}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"The container of {name} would be started ({old}).")
+        return ret
+    return _up(ret, name, compose_argv, recreate=False)
+
+
+def _up(ret, name, compose_argv, recreate):
+    try:
+        __salt__["anubis.compose_up"](compose_argv, name, recreate=recreate)
+        status = __salt__["anubis.container_status"](compose_argv, name)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret.update(result=False, comment=str(err))
+        return ret
+    if not (status["running"] and status["current"]):
+        ret.update(result=False, comment=f"docker compose up ran for {name}, but: {status}")
+        return ret
+    ret["comment"] = f"The container of {name} was {'recreated' if recreate else 'started'}."
+    return ret
+
+
+def mod_watch(name, sfun=None, compose_argv=None, **kwargs):
+    """A watched file changed: recreate the instance's container (Anubis reads its
+    environment, policy and key only when it starts)."""
+    ret = _ret(name)
+    if sfun != "container_running":
+        ret.update(result=False, comment=f"anubis.{sfun} does not support watch")
+        return ret
+    ret["changes"] = {"container": {"old": "running", "new": "recreated"}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"The container of {name} would be recreated.")
+        return ret
+    return _up(ret, name, compose_argv, recreate=True)
+
+
+def compose_absent(name, compose_argv, compose_file, **kwargs):
+    """
+    ``docker compose ... down`` for the formula's project when its compose file exists
+    (``name`` is the project directory); nothing to do without it.
+
+    .. code-block:: yaml
+
+        anubis-clean-compose-anubis-compose_absent:
+          anubis.compose_absent:
+            - name: /opt/anubis-docker
+            - compose_argv: [docker, compose, --project-name, anubis, --file, ...]
+            - compose_file: /opt/anubis-docker/compose.yaml
+    """
+    ret = _ret(name)
+    if not os.path.isfile(compose_file):
+        ret["comment"] = f"No compose file {compose_file}; nothing to take down."
+        return ret
+    ret["changes"] = {"project": {"old": "up", "new": "down"}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"The compose project in {name} would be taken down.")
+        return ret
+    try:
+        __salt__["anubis.compose_down"](compose_argv)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret.update(result=False, changes={}, comment=str(err))
+        return ret
+    ret["comment"] = f"The compose project in {name} was taken down."
     return ret

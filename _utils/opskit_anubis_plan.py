@@ -25,10 +25,12 @@ import copy
 import re
 
 try:  # synced from file_roots, or module_dirs
+    import opskit_anubis_docker
     import opskit_formats
     import opskit_net
     import opskit_schema
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_anubis_docker
     from saltext.opskit.utils import opskit_formats
     from saltext.opskit.utils import opskit_net
     from saltext.opskit.utils import opskit_schema
@@ -160,6 +162,13 @@ def nginx_site(name: str, inst: dict, anubis_url: str) -> dict:
     }
 
 
+def policy_store_dir(settings: dict, name: str) -> str:
+    """The directory of the instance's bbolt store, as Anubis sees it."""
+    if settings["runtime"] == "docker":
+        return opskit_anubis_docker.STORE_DIR
+    return f"{settings['state_dir']}/{name}"
+
+
 def policy_file_data(inst: dict, state_dir: str) -> dict:
     """The policy as written: the default store is a bbolt file in the instance's
     StateDirectory (persistent, and the one place its dynamic user can write)."""
@@ -249,9 +258,10 @@ def pillar_collision_problems(settings: dict, pillar: dict):
             yield path, shown, message
 
 
-def live_collision_problems(settings: dict, live: list[dict]):
+def live_collision_problems(settings: dict, live: list[dict], containers=()):
     """Listeners a socket listening on this host holds, unless a configured instance
-    (or nginx, for the sites' ports) is the one holding it."""
+    (or nginx, for the sites' ports) is the one holding it: with runtime docker, a
+    container of the formula's compose project (``containers``: their ids)."""
     configured = {f"anubis@{name}.service" for name in settings["instances"]}
     for path, point, is_nginx in wanted_endpoints(settings):
         for sock in live:
@@ -260,6 +270,8 @@ def live_collision_problems(settings: dict, live: list[dict]):
                 continue
             unit = sock.get("unit")
             if unit in configured or (is_nginx and unit == "nginx.service"):
+                continue
+            if sock.get("container") and sock["container"] in containers:
                 continue
             owner = unit or (sock.get("command") and f"process {sock['command']}")
             yield (
@@ -304,30 +316,34 @@ def release_plan(settings: dict, cpu: str | None) -> tuple[dict, list]:
 
 def instance_plan(settings: dict, name: str, inst: dict, release: dict, minion: str) -> dict:
     config, state_dir = settings["config_dir"], f"{settings['state_dir']}/{name}"
+    docker = settings["runtime"] == "docker"
     policy_file = f"{config}/{name}.botPolicies.yaml"
     key_file = f"{settings['key_dir']}/{name}.key"
     binary = None
-    if release["method"] == "tarball":
+    if release.get("method") == "tarball" and not docker:
         binary = f"{settings['install_dir']}/{release['top_dir']}/bin/anubis"
     bind, metrics = endpoint(inst["bind"]), endpoint(inst["metrics_bind"])
     target_host = inst.get("metrics_target_host") or (
         (settings.get("target_host") or minion) if metrics.wildcard else metrics.local_host
     )
     anubis_url = f"http://{bind.local_url_host}:{bind.port}"
-    return {
+    out = {
         "name": name,
         "mode": inst["mode"],
         "unit": f"anubis@{name}.service",
         "env_file": f"{config}/{name}.env",
+        "env_syntax": "systemd",
         "env": environment(inst, policy_file),
         "user_env": user_environment(inst),
         "policy_file": policy_file,
-        "policy": policy_file_data(inst, state_dir),
+        "policy": policy_file_data(inst, policy_store_dir(settings, name)),
         "key_file": key_file,
+        "key_owner": [0, 0],
         "key_pillar_path": f"{ROOT}:instances:{name}:ed25519_private_key_hex",
         "dropin_file": f"/etc/systemd/system/anubis@{name}.service.d/opskit.conf",
         "dropin": dropin(name, key_file, binary),
         "state_dir": state_dir,
+        "store_dir": state_dir,
         "nginx_site": f"anubis-{name}",
         "site": nginx_site(name, inst, anubis_url),
         "health_url": f"http://{metrics.local_url_host}:{metrics.port}/healthz",
@@ -336,18 +352,54 @@ def instance_plan(settings: dict, name: str, inst: dict, release: dict, minion: 
             "labels": {"job": "anubis", "anubis_instance": name, "minion": minion},
         },
     }
+    if docker:
+        dk = settings["docker"]
+        env = environment(inst, opskit_anubis_docker.POLICY)
+        env["ED25519_PRIVATE_KEY_HEX_FILE"] = opskit_anubis_docker.KEY
+        out.update(
+            env_file=f"{dk['project_dir']}/{name}.env",
+            env_syntax="compose",
+            env=env,
+            key_owner=[dk["user"], dk["group"]],
+            dropin_file=None,
+            dropin=None,
+        )
+    return out
 
 
-def plan(settings: dict, *, minion: str, cpu: str | None, pillar: dict, live: list | None):
+def _check_env_files(instances: list[dict]):
+    """Render each env file once, so a value its format cannot hold fails the render."""
+    render = {
+        "systemd": opskit_formats.systemd_env_file,
+        "compose": opskit_formats.compose_env_file,
+    }
+    for inst in instances:
+        where = inst_path(inst["name"], "env")
+        render[inst["env_syntax"]]({**inst["env"], **inst["user_env"]}, path=where)
+
+
+def plan(
+    settings: dict,
+    *,
+    minion: str,
+    cpu: str | None,
+    pillar: dict,
+    live: list | None,
+    containers=(),
+):
     """The formula's plan from validated settings (see the module docstring); raises
-    ``opskit_schema.SettingsError`` for what only this host can tell."""
+    ``opskit_schema.SettingsError`` for what only this host can tell (``containers``:
+    ids of the containers of the formula's compose project, whose sockets are its own)."""
     problems = opskit_schema.Problems()
     instances = settings["instances"]
+    docker = settings["runtime"] == "docker"
     release = {}
     if instances:
-        release, found = release_plan(settings, cpu)
+        found = []
+        if not docker:
+            release, found = release_plan(settings, cpu)
         found += list(pillar_collision_problems(settings, pillar))
-        found += list(live_collision_problems(settings, live or []))
+        found += list(live_collision_problems(settings, live or [], containers))
         for path, value, message in found:
             problems.add(path, value, message)
     if problems:
@@ -355,12 +407,21 @@ def plan(settings: dict, *, minion: str, cpu: str | None, pillar: dict, live: li
     out = {
         key: value
         for key, value in settings.items()
-        if key not in ("instances", "instance_defaults", "release")
+        if key not in ("instances", "instance_defaults", "release", "docker")
     }
     out["release"] = release
     out["instances"] = [
         instance_plan(settings, name, inst, release, minion)
         for name, inst in sorted(instances.items())
     ]
+    _check_env_files(out["instances"])
     out["targets"] = [inst["target"] for inst in out["instances"]]
+    if docker:
+        out["docker"] = {
+            **settings["docker"],
+            "image": opskit_anubis_docker.image(settings),
+            "compose_file": opskit_anubis_docker.compose_file(settings),
+            "compose_argv": opskit_anubis_docker.compose_argv(settings),
+            "compose": opskit_anubis_docker.compose(settings, out["instances"]),
+        }
     return out

@@ -17,16 +17,18 @@ import urllib.parse
 import yaml
 
 try:
-    from opskit_exporter_catalog_data import CATALOG_YAML  # synced, or module_dirs
+    import opskit_redact  # synced from file_roots, or module_dirs
+    from opskit_exporter_catalog_data import CATALOG_YAML
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_redact
     from saltext.opskit.utils.opskit_exporter_catalog_data import CATALOG_YAML
 
 
 # ---------------------------------------------------------------------------------------
 # Versions
 # ---------------------------------------------------------------------------------------
-SEMVER_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)\Z")
-DCGM_PAIR_RE = re.compile(r"(\d+\.\d+\.\d+)-(\d+\.\d+\.\d+)\Z")
+SEMVER_RE = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)\Z")
+DCGM_PAIR_RE = re.compile(r"([0-9]+\.[0-9]+\.[0-9]+)-([0-9]+\.[0-9]+\.[0-9]+)\Z")
 FLAG_STYLES = ("kingpin", "goflag", "urfave")
 
 
@@ -307,8 +309,8 @@ def check_url_template(template: str) -> set[str]:
 
 
 def _redact(url: str) -> str:
-    """A URL for a message: any user:password@ dropped."""
-    return re.sub(r"//[^/@\s]*@", "//***@", url)
+    """A URL for a message, its password masked (opskit_redact)."""
+    return opskit_redact.redact_url(url)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,14 +345,11 @@ def arch_for(exporter: Exporter, scheme: Scheme, version: str, machine: str) -> 
         ) from None
 
 
-def release(
-    exporter: Exporter,
-    version: str,
-    machine: str,
-    base_url: str | None,
-    url_template: str | None = None,
-) -> Release:
-    """The archive, checksum file and layout of ``exporter`` ``version`` for ``machine``."""
+def check_release(
+    exporter: Exporter, version: str, base_url: str | None, url_template: str | None = None
+) -> tuple[Scheme, str, set[str]]:
+    """What can be checked of a release without the host: (scheme, URL template,
+    placeholders it uses). Raises ValueError."""
     if not exporter.version_re.match(str(version)):
         raise ValueError(
             f"{exporter.name} version {version!r} is not an exact release version like "
@@ -371,6 +370,19 @@ def release(
             f"{exporter.name} has no upstream release archives; set base_url (or "
             "url_template) to a site mirror that serves them, or use source: package"
         )
+    return scheme, template, used
+
+
+def release(
+    exporter: Exporter,
+    version: str,
+    machine: str,
+    base_url: str | None,
+    url_template: str | None = None,
+) -> Release:
+    """The archive, checksum file and layout of ``exporter`` ``version`` for ``machine``."""
+    scheme, template, _used = check_release(exporter, version, base_url, url_template)
+    base = base_url or exporter.default_base_url
     arch = arch_for(exporter, scheme, version, machine)
     own = exporter.release_version(version)
     asset = scheme.asset.format(version=version, exporter_version=own, arch=arch)
@@ -412,7 +424,7 @@ def release(
 # ---------------------------------------------------------------------------------------
 # Compatibility: postgres_exporter and PostgreSQL, dcgm-exporter and DCGM
 # ---------------------------------------------------------------------------------------
-PG_MAJOR_RE = re.compile(r"(9\.[0-6]|8\.[0-4]|7\.[0-4]|6\.[0-5]|[1-9]\d)\Z")
+PG_MAJOR_RE = re.compile(r"(9\.[0-6]|8\.[0-4]|7\.[0-4]|6\.[0-5]|[1-9][0-9])\Z")
 
 
 def postgres_major(value) -> str:

@@ -8,62 +8,38 @@ of their own), so every error they raise names the minion.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import json
 import os
 import pathlib
 import pwd
-import re
-import tempfile
 
 from salt.exceptions import CommandExecutionError
 from salt.exceptions import SaltInvocationError
 
-MANIFEST_VERSION = 1
+try:
+    import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_redact
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_files
+    from saltext.opskit.utils import opskit_redact
 
-SECRET_PATTERNS = (
-    re.compile(r"(://[^/\s:@]*:)[^@\s/]+@"),  # scheme://user:password@
-    re.compile(r"(?i)(password\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"),
-)
+MANIFEST_VERSION = 1
 
 
 def redact(text: str, secrets=()) -> str:
-    """Remove known secret values and password-looking fragments from ``text``."""
-    for secret in sorted((s for s in secrets if s and len(str(s)) >= 3), key=len, reverse=True):
-        text = text.replace(str(secret), "<redacted>")
-    text = SECRET_PATTERNS[0].sub(r"\1<redacted>@", text)
-    return SECRET_PATTERNS[1].sub(r"\1<redacted>", text)
+    """``text`` with known secret values and password-looking fragments masked."""
+    return opskit_redact.redact_text(text, secrets)
 
 
-def write_file(path: str, content: str | bytes, mode: int, uid: int, gid: int) -> None:
-    """Write a file whole or not at all: a temporary file in the same directory is
-    created private (mkstemp: 0600), given its final mode and owner before any byte is
-    written, then renamed over the target. A secret is never readable by others, not
-    even for a moment, and a crash never leaves half a file."""
-    target = pathlib.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, mode)
-        os.fchown(fd, uid, gid)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def write_file(path: str, content, mode: int, uid: int | str, gid: int | str) -> None:
+    """The one atomic writer (opskit_files): mode and owner set before the rename, so a
+    secret is never readable by others, and a crash never leaves half a file."""
+    opskit_files.write_atomic(path, content, mode, uid, gid, makedirs=True)
 
 
 def read(path: str) -> str | None:
-    try:
-        return pathlib.Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+    return opskit_files.read_text(path)
 
 
 class Host:

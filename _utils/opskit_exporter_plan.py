@@ -20,10 +20,16 @@ import logging
 try:
     import opskit_exporter_catalog as catalog  # synced from file_roots, or module_dirs
     import opskit_exporter_options as opts
+    import opskit_formats
+    import opskit_net
+    import opskit_settings_exporters as settings
     from opskit_exporter_templates import Word
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_catalog as catalog
     from saltext.opskit.utils import opskit_exporter_options as opts
+    from saltext.opskit.utils import opskit_formats
+    from saltext.opskit.utils import opskit_net
+    from saltext.opskit.utils import opskit_settings_exporters as settings
     from saltext.opskit.utils.opskit_exporter_templates import Word
 
 log = logging.getLogger(__name__)
@@ -35,32 +41,6 @@ CACHE_ROOT = "/var/cache/opskit/exporters"
 UNIT_DIR = "/etc/systemd/system"
 NGINX_CONF_DIR = "/etc/nginx/conf.d"
 STUB_STATUS_CONF = "opskit-nginx-exporter-stub-status.conf"
-
-COMMON_OPTIONS = {
-    "version",
-    "source",
-    "base_url",
-    "url_template",
-    "proxy",
-    "ca_bundle",
-    "sha256",
-    "listen_address",
-    "flags",
-    "env",
-    "web",
-    "verify_up",
-    "verify_timeout",
-    "target_host",
-    "ensure",
-}
-EXTRA_OPTIONS = {
-    "node_exporter": {"textfile_directory"},
-    "redis_exporter": {"redis"},
-    "postgres_exporter": {"postgres"},
-    "nginx_exporter": {"nginx"},
-    "dcgm_exporter": {"dcgm"},
-}
-SOURCES = ("archive", "package")
 
 
 @dataclasses.dataclass
@@ -127,7 +107,7 @@ class Desired:
 
     @property
     def listen(self) -> str:
-        return opts.format_listen(self.listen_host, self.listen_port)
+        return opskit_net.format_listen(self.listen_host, self.listen_port)
 
     def public(self) -> dict:
         """What may be shown: everything but secret file contents."""
@@ -161,26 +141,24 @@ SECTIONS = {
 }
 
 
-def build(name: str, options: dict | None, machine: str, renderer=None) -> Desired:
-    """Validate ``options`` for exporter ``name``; render what it needs if given a
-    ``renderer`` (``opskit_exporter_templates.Renderer``)."""
+def build(name: str, options: dict | None, machine: str | None, renderer=None) -> Desired:
+    """Validate ``options`` for exporter ``name`` (the schema in
+    ``opskit_settings_exporters``: ``SettingsError`` for bad values, ``ValueError`` for
+    rules across options); render what it needs if given a ``renderer``
+    (``opskit_exporter_templates.Renderer``). ``machine`` None (render time: no host
+    facts) checks everything but the release's CPU architecture."""
     if name not in catalog.CATALOG:
         raise ValueError(
             f"unknown exporter {name!r}; opskit knows: {', '.join(sorted(catalog.CATALOG))}"
         )
     exporter = catalog.CATALOG[name]
     options = {k: v for k, v in (options or {}).items() if not str(k).startswith("__")}
-    allowed = COMMON_OPTIONS | EXTRA_OPTIONS[name]
-    unknown = sorted(set(map(str, options)) - allowed)
-    if unknown:
-        known = ", ".join(sorted(allowed))
-        opts.fail(name, f"unknown option(s) {', '.join(unknown)}; known: {known}")
+    options = settings.validate_options(name, options)
     source, version = _source_and_version(exporter, options)
     release, base_url, sha256 = _release(exporter, options, source, version, machine)
-    try:
-        listen_host, listen_port = opts.parse_listen(options.get("listen_address"), exporter.port)
-    except ValueError as err:
-        opts.fail(name, str(err))
+    listen_host, listen_port = opskit_net.parse_listen(
+        options.get("listen_address") or "", exporter.port, allow_hostname=True
+    )
 
     parts = opts.Parts(
         name=name,
@@ -201,7 +179,7 @@ def build(name: str, options: dict | None, machine: str, renderer=None) -> Desir
         exec_path = exporter.package.binary
     exec_start = [
         Word(exec_path),
-        Word(f"{exporter.listen_flag}={opts.format_listen(listen_host, listen_port)}"),
+        Word(f"{exporter.listen_flag}={opskit_net.format_listen(listen_host, listen_port)}"),
         *parts.args,
         *(Word(arg) for arg in extra),
     ]
@@ -212,8 +190,8 @@ def build(name: str, options: dict | None, machine: str, renderer=None) -> Desir
         version=version,
         release=release,
         base_url=base_url,
-        proxy=opts.url(name, "proxy", options.get("proxy")),
-        ca_bundle=opts.path(name, "ca_bundle", options.get("ca_bundle")),
+        proxy=options.get("proxy"),
+        ca_bundle=options.get("ca_bundle"),
         sha256=sha256,
         listen_host=listen_host,
         listen_port=listen_port,
@@ -227,9 +205,9 @@ def build(name: str, options: dict | None, machine: str, renderer=None) -> Desir
         scheme=parts.scheme,
         basic_auth=parts.basic_auth,
         client_auth=parts.client_auth,
-        verify_up=opts.boolean(name, "verify_up", options.get("verify_up"), True),
-        verify_timeout=opts.seconds(name, "verify_timeout", options.get("verify_timeout", 30)),
-        target_host=opts.string(name, "target_host", options.get("target_host")),
+        verify_up=options["verify_up"],
+        verify_timeout=options["verify_timeout"],
+        target_host=options.get("target_host"),
         textfile_directory=parts.textfile_directory,
         stub_status=stub_status,
         postgres_major=parts.postgres_major,
@@ -244,7 +222,7 @@ def build(name: str, options: dict | None, machine: str, renderer=None) -> Desir
 def _release(exporter, options: dict, source: str, version: str | None, machine: str):
     """(release, base_url, pinned sha256) of an archive install; Nones for packages."""
     name = exporter.name
-    base_url = opts.url(name, "base_url", options.get("base_url"))
+    base_url = options.get("base_url")
     sha256 = options.get("sha256")
     if sha256 is not None:
         if source != "archive":
@@ -252,8 +230,11 @@ def _release(exporter, options: dict, source: str, version: str | None, machine:
         sha256 = opts.normalise_sha256(sha256, f"{name}: sha256")
     if source != "archive":
         return None, base_url, sha256
-    template = opts.string(name, "url_template", options.get("url_template"))
+    template = options.get("url_template")
     try:
+        if machine is None:
+            catalog.check_release(exporter, version, base_url, template)
+            return None, base_url, sha256
         release = catalog.release(exporter, version, machine, base_url, template)
         return release, base_url, sha256
     except ValueError as err:
@@ -266,7 +247,9 @@ def _files(parts: opts.Parts) -> tuple[list[FileSpec], FileSpec | None]:
     """The secret environment file and the templated files the sections asked for."""
     files = []
     if parts.secret_env:
-        content = opts.env_file(parts.secret_env)
+        header = "Managed by opskit; holds secrets: keep it 0600."
+        env = dict(sorted(parts.secret_env.items()))
+        content = opskit_formats.systemd_env_file(env, header, f"exporters:{parts.name}")
         path = f"{parts.config_dir}/env"
         files.append(FileSpec(path, content, 0o600, parts.user, parts.user, secret=True))
     if parts.web_config is not None:
@@ -337,22 +320,14 @@ def render(desired: Desired, renderer) -> Desired:
 
 def _source_and_version(exporter: catalog.Exporter, options: dict) -> tuple[str, str | None]:
     name = exporter.name
-    if options.get("ensure", "present") != "present":
+    if options["ensure"] != "present":
         opts.fail(
             name, f"ensure: {options['ensure']!r} is for the formula; use exporter.absent/remove"
         )
-    source = options.get("source") or "archive"
-    if source not in SOURCES:
-        opts.fail(name, f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    version = opts.string(name, "version", options.get("version"))
+    source, version = options["source"], options.get("version")
     if source == "archive" and version is None:
         opts.fail(
             name, "version is required with source: archive (opskit installs pinned releases)"
-        )
-    if version is not None and not exporter.version_re.match(version):
-        opts.fail(
-            name,
-            f"version {version!r} is not an exact release version like {exporter.version_example}",
         )
     if source == "package" and not exporter.package:
         opts.fail(name, "has no OS package opskit knows; use source: archive")

@@ -23,11 +23,11 @@ from salt.exceptions import CommandExecutionError
 try:
     import opskit_exporter_catalog as catalog  # synced from file_roots, or module_dirs
     import opskit_exporter_host as host_mod
-    import opskit_exporter_options as opts
+    import opskit_net
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_catalog as catalog
     from saltext.opskit.utils import opskit_exporter_host as host_mod
-    from saltext.opskit.utils import opskit_exporter_options as opts
+    from saltext.opskit.utils import opskit_net
 
 
 @dataclasses.dataclass
@@ -61,7 +61,9 @@ class Probe:
     @classmethod
     def from_manifest(cls, name: str, manifest: dict) -> Probe:
         exporter = catalog.CATALOG[name]
-        host, port = opts.parse_listen(manifest.get("listen"), exporter.port)
+        host, port = opskit_net.parse_listen(
+            manifest.get("listen") or "", exporter.port, allow_hostname=True
+        )
         return cls(
             name=name,
             exporter=exporter,
@@ -79,8 +81,8 @@ def scrape(probe: Probe) -> dict:
     import requests
     import urllib3
 
-    host = opts.probe_host(probe.listen_host)
-    url = f"{probe.scheme}://{opts.format_listen(host, probe.listen_port)}/metrics"
+    host = opskit_net.probe_host(probe.listen_host)
+    url = f"{probe.scheme}://{opskit_net.format_listen(host, probe.listen_port)}/metrics"
     session = requests.Session()
     session.trust_env = False
     try:

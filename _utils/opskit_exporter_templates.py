@@ -33,104 +33,91 @@ site template that forgets a filter cannot let a hostile value start a new line.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
+
+try:
+    import opskit_formats  # synced from file_roots, or module_dirs
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_formats
 
 SOURCE_FILES = ("exporter.service.jinja", "web-config.yml.jinja", "stub_status.conf.jinja")
 SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+# ---------------------------------------------------------------------------------------
+# Quoting rules: each filter is opskit_formats' one rule for its format
+# ---------------------------------------------------------------------------------------
+class Quoted(str):
+    """Text a quoting filter produced; the renderer's final check lets it through."""
 
 
 class TemplateError(ValueError):
     """A template that cannot be found or rendered (the message names it)."""
 
 
-# ---------------------------------------------------------------------------------------
-# Quoting rules (one per format), used as Jinja filters
-# ---------------------------------------------------------------------------------------
-class Quoted(str):
-    """Text a quoting filter produced; the renderer's final check lets it through."""
-
-
-def refuse_controls(value, what: str = "value") -> str:
-    text = str(value)
-    if CONTROL_RE.search(text):
-        raise TemplateError(f"{what} {text[:60]!r} contains a control or line-break character")
-    return text
-
-
-def systemd_word(value: str, specifiers: bool = False) -> str:
-    """One ExecStart= argument, quoted so that the program receives ``value`` exactly.
-
-    ``$`` is always escaped; ``%`` too unless ``specifiers`` is set (opskit's own
-    arguments name systemd's credentials directory as ``%d``).
-    """
-    text = refuse_controls(value, "argument")
-    if not specifiers:
-        text = text.replace("%", "%%")
-    text = text.replace("$", "$$")
-    if re.match(r"[A-Za-z0-9_@%+=:,./-]+\Z", text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 @dataclasses.dataclass(frozen=True)
 class Word:
-    """An ExecStart= word and whether it may use systemd specifiers (``%d``)."""
+    """An ExecStart= word and whether it may use systemd specifiers (``%d``): only
+    words opskit builds itself, never pillar data."""
 
     text: str
     specifiers: bool = False
 
 
-def systemd_exec(words) -> Quoted:
-    """The command line of ExecStart=, one word per continuation line."""
+def _word(value) -> Word:
+    return value if isinstance(value, Word) else Word(str(value))
+
+
+def systemd_exec(words, path: str = "ExecStart") -> Quoted:
+    """The command line of ExecStart=, one word per continuation line
+    (``opskit_formats.systemd_word``; the program must be an absolute path)."""
+    words = [_word(w) for w in words]
+    if not words:
+        raise opskit_formats.UnsafeValue(path, words, "must be a non-empty list of arguments")
+    program = opskit_formats.check_text(words[0].text, f"{path}:0")
+    if not program.startswith("/") or posixpath.normpath(program) != program:
+        raise opskit_formats.UnsafeValue(
+            f"{path}:0", program, "must be an absolute, normalised path"
+        )
     quoted = [
-        systemd_word(w.text, w.specifiers) if isinstance(w, Word) else systemd_word(w)
-        for w in words
+        opskit_formats.systemd_word(w.text, f"{path}:{i}", specifiers=w.specifiers)
+        for i, w in enumerate(words)
     ]
     return Quoted(" \\\n    ".join(quoted))
 
 
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
 def systemd_environment(value, name: str) -> Quoted:
     """``"NAME=value"`` for Environment=; a ``Word`` value may use specifiers (``%d``)."""
-    if not ENV_NAME_RE.match(str(name)):
-        raise TemplateError(f"environment {name!r} cannot go into a unit file")
-    word = value if isinstance(value, Word) else Word(str(value))
-    text = refuse_controls(word.text, f"environment {name}")
-    if not word.specifiers:
-        text = text.replace("%", "%%")
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return Quoted(f'"{name}={escaped}"')
+    word = _word(value)
+    return Quoted(
+        opskit_formats.systemd_environment(
+            name, word.text, "Environment", specifiers=word.specifiers
+        )
+    )
 
 
-def systemd_value(value) -> Quoted:
-    """A plain ``Key=value`` value: one line, ``%`` escaped."""
-    return Quoted(refuse_controls(value).replace("%", "%%"))
+def systemd_value(value, path: str = "value") -> Quoted:
+    """A plain ``Key=value`` value (``opskit_formats.systemd_value``)."""
+    return Quoted(opskit_formats.systemd_value(value, path))
 
 
-def yaml_str(value) -> Quoted:
-    """A single-quoted YAML scalar."""
-    return Quoted("'" + refuse_controls(value).replace("'", "''") + "'")
+def yaml_document(data, path: str = "value") -> Quoted:
+    """A YAML document (``opskit_formats.yaml_document``: ``yaml.safe_dump``), without
+    its final line break (the template ends the line)."""
+    return Quoted(opskit_formats.yaml_document(data, path=path).rstrip("\n"))
 
 
-NGINX_UNSAFE = re.compile(r"[\s;{}'\"\\$#]")
-
-
-def nginx_value(value) -> Quoted:
-    """A bare nginx parameter: refused if it holds anything nginx would interpret."""
-    text = refuse_controls(value)
-    if not text or NGINX_UNSAFE.search(text):
-        raise TemplateError(f"{text[:60]!r} cannot be an nginx parameter")
-    return Quoted(text)
+def nginx_value(value, path: str = "value") -> Quoted:
+    """One nginx parameter (``opskit_formats.nginx_param``)."""
+    return Quoted(opskit_formats.nginx_param(value, path))
 
 
 FILTERS = {
     "systemd_exec": systemd_exec,
     "systemd_environment": systemd_environment,
     "systemd_value": systemd_value,
-    "yaml_str": yaml_str,
+    "yaml_document": yaml_document,
     "nginx_value": nginx_value,
 }
 
@@ -138,7 +125,7 @@ FILTERS = {
 def _finalize(value):
     if isinstance(value, Quoted):
         return value
-    return refuse_controls(value, "template value")
+    return opskit_formats.check_text(value, "template value")
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,6 +142,7 @@ class Renderer:
         self._env = jinja2.sandbox.SandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
+            extensions=["jinja2.ext.do"],
             autoescape=False,
             finalize=_finalize,
         )
@@ -167,7 +155,7 @@ class Renderer:
         self.sources[name] = source
         try:
             return self._env.from_string(text).render(**context)
-        except TemplateError as err:
+        except ValueError as err:  # UnsafeValue from a filter or the final check
             raise TemplateError(f"rendering {source}: {err}") from err
         except jinja2.TemplateError as err:
             raise TemplateError(f"rendering {source}: {err}") from err

@@ -20,6 +20,8 @@ import pathlib
 import re
 
 _UNIT_RE = re.compile(r"/([^/]+\.(?:service|scope))(?:/|\Z)")
+# A Docker container's cgroup: /docker/<id> (cgroupfs driver) or docker-<id>.scope (systemd).
+_CONTAINER_RE = re.compile(r"/docker[/-]([0-9a-f]{64})(?:\.scope)?(?=/|\s|\Z)")
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)*(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 )
@@ -175,8 +177,18 @@ def _unit_of(proc: pathlib.Path, pid: int) -> str | None:
     return None
 
 
+def _container_of(proc: pathlib.Path, pid: int) -> str | None:
+    try:
+        cgroups = (proc / str(pid) / "cgroup").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = _CONTAINER_RE.search(cgroups)
+    return match.group(1) if match else None
+
+
 def listening_sockets(proc: str | os.PathLike = "/proc") -> list[dict]:
-    """Every listening TCP socket: address, port, and (when known) pid, command, unit.
+    """Every listening TCP socket: address, port, and (when known) pid, command, unit,
+    and the id of the Docker container the process runs in.
 
     The socket table and the owning PIDs come from ``psutil.net_connections`` (which
     reads ``<proc>/net/tcp{,6}`` and matches socket inodes in ``<proc>/<pid>/fd``);
@@ -206,6 +218,7 @@ def listening_sockets(proc: str | os.PathLike = "/proc") -> list[dict]:
                 "port": conn.laddr.port,
                 "pid": pid,
                 "unit": _unit_of(proc, pid) if pid else None,
+                "container": _container_of(proc, pid) if pid else None,
                 "command": _command(proc, pid) if pid else None,
             }
         )

@@ -38,6 +38,7 @@ CHALLENGE_ALGORITHMS = ("fast", "slow", "metarefresh", "preact")
 POLICY_KEYS = ("bots", "thresholds", "status_codes", "store", "dnsbl", "openGraph")
 POLICY_KEYS += ("impressum", "logging", "dns_ttl")
 STORES = ("bbolt", "memory")
+RUNTIMES = ("systemd", "docker")
 # Variables the formula writes itself; pillar `env` may not set them.
 MANAGED_ENV = (
     "BIND",
@@ -284,8 +285,56 @@ DEFAULTS = Partial(
     doc="merged under every instance (the instance wins; lists are replaced)",
 )
 
+IMAGE_RE = (
+    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?){1,8}"
+    r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?"
+)
+
+
+def _image(value):
+    name, _, digest = value.partition("@")
+    tag = name.rpartition("/")[2].partition(":")[2]
+    if not tag and not digest:
+        return "needs a tag (ghcr.io/techarohq/anubis:v1.27.0) or a digest (@sha256:...)"
+    if tag in ("latest", "main") and not digest:
+        return f"must not be :{tag}: pin a release (:v1.27.0) so every host runs the same one"
+    return None
+
+
+DOCKER = s.Map(
+    {
+        "image": s.Str(
+            IMAGE_RE,
+            check=_image,
+            nullable=True,
+            max_len=400,
+            hint="an image reference such as ghcr.io/techarohq/anubis:v1.27.0",
+            doc="null: ghcr.io/techarohq/anubis:v<release:version>",
+        ),
+        "project": s.Str(
+            r"[a-z0-9][a-z0-9_-]{0,62}", default="anubis", hint="a compose project name"
+        ),
+        "project_dir": s.Path(doc="the compose file and the instances' env files (0700 root)"),
+        "user": s.Int(1, 65534, default=1000, doc="uid the containers run as (upstream: 1000)"),
+        "group": s.Int(1, 65534, default=1000, doc="gid the containers run as (upstream: 1000)"),
+        "restart": s.Str(
+            choices=("always", "unless-stopped", "on-failure"),
+            default="always",
+            doc="the containers' restart policy",
+        ),
+    },
+    doc="runtime docker: one container per instance in one compose project",
+)
+
 SCHEMA = Settings(
     {
+        "runtime": s.Str(
+            choices=RUNTIMES,
+            default="systemd",
+            doc="systemd: upstream's package or tarball and anubis@.service; docker: "
+            "upstream's image, one container per instance (docker compose v2)",
+        ),
+        "docker": DOCKER,
         "release": s.Map(
             {
                 "version": s.Str(
@@ -399,7 +448,15 @@ def _status_problems(policy, where, mode):
         )
 
 
-def _store_problems(policy, where, state_dir):
+STORE_WHY = {
+    False: "must be a file directly in the instance's StateDirectory {state_dir}/ (the only "
+    "place the service's dynamic user can write; bbolt needs its directory writable)",
+    True: "must be a file directly in {state_dir}/ (runtime docker: the store volume, the "
+    "only place the container's user may write; bbolt needs its directory writable)",
+}
+
+
+def _store_problems(policy, where, state_dir, docker=False):
     store = policy.get("store")
     if store is None:
         return
@@ -420,8 +477,7 @@ def _store_problems(policy, where, state_dir):
         yield (
             f"{where}:store:parameters:path",
             path,
-            f"must be a file directly in the instance's StateDirectory {state_dir}/ (the only "
-            "place the service's dynamic user can write; bbolt needs its directory writable)",
+            STORE_WHY[docker].format(state_dir=state_dir),
         )
 
 
@@ -444,7 +500,7 @@ def _at(policy, relative):
 def _policy_problems(settings, name, inst):
     where = plan.inst_path(name, "policy")
     policy = inst["policy"]
-    state_dir = f"{settings['state_dir']}/{name}"
+    state_dir = plan.policy_store_dir(settings, name)
     # as written (with the default bbolt path); status codes: opskit's rule
     # (_status_problems) is the stricter one
     written = plan.policy_file_data(inst, state_dir)
@@ -455,7 +511,7 @@ def _policy_problems(settings, name, inst):
         yield (path, message + note) if value is _NONE else (path, value, message + note)
     yield from _rule_problems(policy, where)
     yield from _status_problems(policy, where, inst["mode"])
-    yield from _store_problems(policy, where, state_dir)
+    yield from _store_problems(policy, where, state_dir, settings["runtime"] == "docker")
 
 
 def _env_problems(name, inst):
@@ -529,7 +585,8 @@ def check(settings):
     instances = settings["instances"]
     if not instances:
         return
-    yield from _release_problems(settings["release"])
+    if settings["runtime"] == "systemd":
+        yield from _release_problems(settings["release"])
     for name, inst in sorted(instances.items()):
         yield from _instance_problems(settings, name, inst)
     yield from _site_problems(instances)

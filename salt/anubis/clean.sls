@@ -4,7 +4,9 @@
 {%- set site_files, dropin_dirs = [], [] %}
 {%- for inst in anubis.instances %}
 {%-   do site_files.append(nginx.sites_dir ~ "/" ~ inst.nginx_site ~ ".conf") %}
-{%-   do dropin_dirs.append(inst.dropin_file.rsplit("/", 1)[0]) %}
+{%-   if inst.dropin_file %}
+{%-     do dropin_dirs.append(inst.dropin_file.rsplit("/", 1)[0]) %}
+{%-   endif %}
 {%- endfor %}
 # Removes what the formula and upstream's package put on the host: the instances in
 # pillar anubis:instances (stopped and disabled first), their nginx sites (nginx is
@@ -15,7 +17,18 @@
 # instances that are no longer in pillar yourself (systemctl disable --now anubis@NAME).
 include:
   - common.mine
-{%- for inst in anubis.instances %}
+{%- if anubis.runtime == "docker" %}
+
+# Runtime docker: the instances' containers go with the compose project.
+anubis-clean-compose-anubis-compose_absent:
+  anubis.compose_absent:
+    - name: {{ anubis.docker.project_dir | json }}
+    - compose_argv: {{ anubis.docker.compose_argv | json }}
+    - compose_file: {{ anubis.docker.compose_file | json }}
+    - require_in:
+      - file: anubis-clean-files-file-absent
+{%- endif %}
+{%- for inst in anubis.instances if anubis.runtime == "systemd" %}
 
 {{ ("anubis-clean-service-" ~ inst.name ~ "-service-dead") | json }}:
   service.dead:
@@ -44,7 +57,8 @@ anubis-clean-files-file-absent:
     - names: {{ ([anubis.config_dir, anubis.key_dir, anubis.registry_file, anubis.state_dir,
                   "/var/lib/private/anubis", "/var/cache/private/anubis", "/var/cache/anubis",
                   anubis.cache_dir, anubis.install_dir, "/etc/systemd/system/anubis@.service"]
-                 + dropin_dirs) | json }}
+                 + dropin_dirs
+                 + ([anubis.docker.project_dir] if anubis.runtime == "docker" else [])) | json }}
 
 anubis-clean-package-pkg-removed:
   pkg.removed:

@@ -831,3 +831,88 @@ def test_policy_upstream_accepts_renders(modules):
     assert isinstance(rendered, dict), rendered
     written = _arg(rendered["anubis-config-policy-a-file-serialize"], "dataset")
     assert written["bots"] == policy["bots"]
+
+
+# Runtime docker ----------------------------------------------------------------------------
+def test_runtime_docker_renders_containers_instead_of_units(modules):
+    """runtime docker: no package, unit or drop-in; a compose file, per instance a
+    compose env file, a store directory and a key owned by the container's user, and a
+    container state watching what compose does not hash. The lab applies it for real
+    (tests/integration/test_anubis_docker.py)."""
+    pillar = _pillar(
+        {
+            "app": _instance("127.0.0.1:8931", "0.0.0.0:9231", ed25519_private_key_hex=KEY),
+            "old": _instance("127.0.0.1:8932", "0.0.0.0:9232", mode="proxy"),
+        },
+        runtime="docker",
+        release={"version": "1.27.0"},
+    )
+    rendered = _render(modules, pillar)
+    assert isinstance(rendered, dict), rendered
+    assert KEY not in repr(rendered)
+    functions = {
+        f"{module}.{next(arg for arg in args if isinstance(arg, str))}"
+        for state_id, state in rendered.items()
+        for module, args in state.items()
+        if state_id.startswith("anubis-") and not module.startswith("__")
+    }
+    assert "anubis.container_running" in functions
+    assert not any(f.startswith(("pkg.", "archive.", "service.")) for f in functions), functions
+    assert not [
+        i for i in rendered if i.startswith("anubis-") and ("dropin" in i or "package" in i)
+    ]
+    compose = _arg(rendered["anubis-config-compose-file-managed"], "contents")
+    services = opskit_formats.yaml_load(compose, compose=True)["services"]
+    assert sorted(services) == ["app", "old"]
+    env = rendered["anubis-config-env-app-anubis-env_managed"]
+    assert _arg(env, "syntax") == "compose"
+    assert _arg(env, "name") == "/opt/anubis-docker/app.env"
+    assert _arg(env, "variables")["TARGET"] == " "
+    key = rendered["anubis-config-key-app-anubis-key_managed"]
+    assert _arg(key, "owner") == [1000, 1000]
+    store = rendered["anubis-config-store-app-anubis-store_dir_managed"]
+    assert (_arg(store, "name"), _arg(store, "owner")) == ("/var/lib/anubis/app", [1000, 1000])
+    running = rendered["anubis-service-container-app-anubis-container_running"]
+    assert _arg(running, "name") == "app"
+    assert _arg(running, "compose_argv")[:2] == ["docker", "compose"]
+    watched = _arg(running, "watch")
+    assert {"file": "anubis-config-policy-app-file-serialize"} in watched
+    assert {"anubis": "anubis-config-key-app-anubis-key_managed"} in watched
+    health = rendered["anubis-service-healthz-app-anubis-healthy"]
+    assert _arg(health, "logs_argv")[-5:] == ["logs", "--no-color", "--tail", "15", "app"]
+    clean = _render(modules, pillar, sls="anubis.clean")
+    assert "anubis-clean-compose-anubis-compose_absent" in clean
+    assert not [i for i in clean if i.startswith("anubis-clean-service-")]
+
+
+@needs_root
+def test_key_and_store_for_the_container_belong_to_its_user(modules, tmp_path, testmode):
+    key, store = tmp_path / "keys" / "a.key", tmp_path / "store" / "a"
+    ret = _single(modules, "anubis.key_managed", name=str(key), owner=[1000, 1000], test=testmode)
+    made = _single(
+        modules, "anubis.store_dir_managed", name=str(store), owner=[1000, 1000], test=testmode
+    )
+    if testmode:
+        assert (ret["result"], made["result"]) == (None, None)
+        assert not key.exists()
+        assert not store.exists()
+        return
+    assert ret["result"] is True, ret
+    assert (stat.S_IMODE(key.stat().st_mode), key.stat().st_uid, key.stat().st_gid) == (
+        0o400,
+        1000,
+        1000,
+    )
+    assert made["result"] is True, made
+    assert (stat.S_IMODE(store.stat().st_mode), store.stat().st_uid) == (0o700, 1000)
+    # drift back to root is repaired without a new key; a second run changes nothing
+    content = key.read_bytes()
+    os.chown(key, 0, 0)
+    os.chown(store, 0, 0)
+    fixed = _single(modules, "anubis.key_managed", name=str(key), owner=[1000, 1000])
+    assert fixed["changes"] == {"owner": {"old": "0:0", "new": "1000:1000"}}
+    assert key.read_bytes() == content
+    again = _single(modules, "anubis.store_dir_managed", name=str(store), owner=[1000, 1000])
+    assert again["changes"]["directory"] == {"old": "0700 0:0", "new": "0700 1000:1000"}
+    for fun, name in (("anubis.key_managed", key), ("anubis.store_dir_managed", store)):
+        assert _single(modules, fun, name=str(name), owner=[1000, 1000])["changes"] == {}

@@ -45,8 +45,8 @@ def test_render_shows_the_unit_and_hides_secrets(modules):
         "content": "<secret: hidden>",
     }
     assert rendered["release"]["asset_url"] == (
-        "https://***@mirror.example/oliver006/redis_exporter/releases/download/v1.80.2/"
-        "redis_exporter-v1.80.2.linux-amd64.tar.gz"
+        "https://user:**********@mirror.example/oliver006/redis_exporter/releases/download/"
+        "v1.80.2/redis_exporter-v1.80.2.linux-amd64.tar.gz"
     )
     assert (
         "ExecStart=/opt/opskit/exporters/redis_exporter/current/redis_exporter"
@@ -68,7 +68,7 @@ def test_validate_reports_every_problem_at_once(modules):
         )
     message = str(err.value)
     assert "opskit-functional: invalid exporters pillar" in message
-    assert "node_exporter: version 'latest' is not an exact release version" in message
+    assert "exporters:node_exporter:version = 'latest': must be an exact release" in message
     assert "redis_exporter: flag --redis.password would put a secret" in message
     assert "unknown exporter 'gpu_exporter'" in message
     assert "postgres_exporter: options must be a mapping" in message
@@ -86,7 +86,9 @@ def test_validated_state(states, testmode):
         name="check", exporters={"node_exporter": {"version": "1.8"}}, test=testmode
     )
     assert bad.result is False
-    assert "version '1.8' is not an exact release version like 1.5.0" in bad.comment
+    assert "exporters:node_exporter:version = '1.8': must be an exact release version" in (
+        bad.comment
+    )
 
 
 def test_installed_refuses_bad_options_before_touching_anything(states, testmode):
@@ -147,7 +149,9 @@ def test_formula_maps_pillar_to_states_without_secrets(modules):
 
     node = args("exporters-install-node_exporter-installed")
     assert node["version"] == "1.5.0"  # from exporters:versions
-    assert node["base_url"] == "http://mirror.example"  # from exporters:defaults
+    # base_url may carry credentials: read on the minion from exporters:defaults
+    assert "base_url" not in node
+    assert node["secrets_from"] == ["exporters:defaults", "exporters:node_exporter"]
     nginx = args("exporters-install-nginx_exporter-installed")
     assert "version" not in nginx  # package installs take the repository's version
     assert {"pkg": "exporters-install-nginx-package-installed"} in nginx["require"]
@@ -163,20 +167,22 @@ def test_formula_maps_pillar_to_states_without_secrets(modules):
 
 
 def test_formula_refuses_a_bad_pillar_before_rendering_any_state(modules):
+    """Values first (every one named by key path), then the rules across options."""
     pillar = {
         "exporters": {
-            "node_exporter": {"version": "latest"},
-            "postgres_exporter": {
-                "version": "0.16.0",
-                "postgres": {"user": "e", "server_major": 17},
-            },
+            "node_exporter": {"version": "latest", "listen_address": ":0"},
+            "postgres_exporter": {"version": "0.16.0", "postgres": {"user": "e"}},
         }
     }
-    rendered = modules.state.show_sls("exporters", pillar=pillar)
-    assert isinstance(rendered, list), f"expected a render error, got {rendered}"
-    error = "\n".join(rendered)
-    assert "invalid exporters pillar" in error
-    assert "node_exporter: version 'latest' is not an exact release version" in error
+    error = _render_error(modules, pillar)
+    assert "exporters: 2 invalid settings, nothing was applied" in error
+    assert "exporters:node_exporter:version = 'latest': must be an exact release" in error
+    assert "exporters:node_exporter:listen_address = ':0'" in error
+    pillar["exporters"] = {
+        "postgres_exporter": {"version": "0.16.0", "postgres": {"user": "e", "server_major": 17}}
+    }
+    error = _render_error(modules, pillar)
+    assert "exporters:postgres_exporter: postgres.server_major: postgres_exporter 0.16.0" in error
     assert "Use postgres_exporter 0.17.0 or newer" in error
 
 
@@ -187,3 +193,76 @@ def test_clean_removes_every_catalog_exporter_and_publishes_the_targets_again(mo
     )
     assert absent == sorted(modules.exporter.list())
     assert "common-mine-targets-opskit-targets_published" in rendered
+
+
+# Hostile pillar (issue 11) ------------------------------------------------------------
+def _render_error(modules, pillar) -> str:
+    rendered = modules.state.show_sls("exporters", pillar=pillar)
+    assert isinstance(rendered, list), f"expected a render error, got states: {rendered}"
+    return "\n".join(rendered)
+
+
+def test_a_hostile_key_under_exporters_compiles_no_state(modules, tmp_path):
+    """Issue 11 item 1: a key with a newline and a quote was written raw into the SLS
+    and compiled a cmd.run whose unless ran as root even under test=True. Now the key
+    is refused by name when the formula renders: no state is compiled at all."""
+    marker = tmp_path / "unless-ran"
+    key = f'x":\n  cmd.run:\n    - name: "true"\n    - unless: touch {marker}\n"y'
+    for test in (True, False):
+        rendered = modules.state.show_sls("exporters", pillar={"exporters": {key: {}}}, test=test)
+        assert isinstance(rendered, list), rendered
+        error = "\n".join(rendered)
+        assert "exporters:" in error
+        assert "unknown key" in error
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "path"),
+    [
+        ({"redis": {"user": "exporter\rExecStartPre=+/bin/sh -c id"}}, "redis:user"),
+        ({"redis": {"addr": "redis://db:6379\rExecStartPre=+/bin/id"}}, "redis:addr"),
+        (
+            {"web": {"tls": {"cert": "/etc/ssl/c.pem\rExecStartPre=+/bin/id", "key": "/k"}}},
+            "web:tls:cert",
+        ),
+    ],
+)
+def test_a_carriage_return_in_an_exporter_value_fails_the_render(modules, options, path):
+    """Issue 11 item 6: a CR ended a line of the unit file for systemd, so an injected
+    ExecStartPre=+... was parsed. Refused by key path when the formula renders."""
+    pillar = {"exporters": {"redis_exporter": {"version": "1.45.0", **options}}}
+    error = _render_error(modules, pillar)
+    assert f"exporters:redis_exporter:{path}" in error
+    assert "carriage return" in error
+
+
+def test_scrape_uri_credentials_stay_out_of_state_arguments(modules):
+    """Issue 11 item 8: nginx.scrape_uri with user:password@ was rendered into state
+    arguments (and ended in ExecStart); now it is read on the minion from pillar."""
+    pillar = {
+        "exporters": {
+            "nginx_exporter": {
+                "version": "1.4.0",
+                "nginx": {"scrape_uri": "http://scraper:scrape-pw@127.0.0.1:8080/stub_status"},
+            }
+        }
+    }
+    rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
+    assert "exporters-install-nginx_exporter-installed" in rendered
+    assert "scrape-pw" not in str(rendered)
+
+
+def test_a_hostile_mine_function_name_compiles_no_state(modules):
+    """The mine SLS printed exporters:mine:function raw into a state argument and a
+    minion configuration file: a newline there started new YAML. It is validated with
+    the rest of the mapping now, and rendered only through |json."""
+    pillar = {
+        "exporters": {
+            "node_exporter": {"version": "1.5.0"},
+            "mine": {"function": "exporter_targets\nmaster: attacker.example"},
+        }
+    }
+    error = _render_error(modules, pillar)
+    assert "exporters:mine:function = 'exporter_targets\\nmaster: attacker.example'" in error
+    assert "contains a line feed" in error

@@ -45,6 +45,15 @@ def _unit(ret) -> str:
     return ret.changes["exporter.render"]["unit_text"]
 
 
+def _render_with_site_unit(modules, state_tree, files_dir, text: str, **options) -> dict:
+    """exporter.render in a state run whose pillar names ``site.service.jinja`` (with
+    ``text``, in files/default/) as the unit template to try first."""
+    (files_dir / "default").mkdir(parents=True)
+    (files_dir / "default" / "site.service.jinja").write_text(text)
+    tofs = {"source_files": {"exporter.service.jinja": ["site.service.jinja"]}}
+    return _render(modules, state_tree, {"exporters": {"tofs": tofs}}, **options)
+
+
 def test_render_uses_the_formulas_default_templates(modules):
     rendered = modules.exporter.render("node_exporter", version="1.8.2")
     assert rendered["templates"] == {"exporter.service.jinja": DEFAULT}
@@ -74,16 +83,12 @@ def test_site_templates_win_by_minion_id_then_os_family(modules, loaders, files_
 
 
 def test_pillar_source_files_come_first(modules, state_tree, files_dir):
-    (files_dir / "default").mkdir(parents=True)
-    (files_dir / "default" / "site.service.jinja").write_text(
-        "# {{ exporter.name }}\n"
-        "Environment={{ environment.REDIS_ADDR | systemd_environment('REDIS_ADDR') }}\n"
-    )
-    tofs = {"source_files": {"exporter.service.jinja": ["site.service.jinja"]}}
-    ret = _render(
+    ret = _render_with_site_unit(
         modules,
         state_tree,
-        {"exporters": {"tofs": tofs}},
+        files_dir,
+        "# {{ exporter.name }}\n"
+        "Environment={{ environment.REDIS_ADDR | systemd_environment('REDIS_ADDR') }}\n",
         name="redis_exporter",
         version="1.45.0",
         redis={"addr": "redis://db:6379"},
@@ -113,25 +118,21 @@ def test_tofs_settings_from_pillar_cannot_leave_the_formulas_directory(modules, 
     assert "is not a relative path of plain names" in ret.comment
 
 
-def test_a_site_template_cannot_let_a_value_start_a_new_line(modules, state_tree, files_dir):
-    """A template that forgets the quoting filter still cannot write a hostile value's
-    line break: every value it prints unfiltered is checked for control characters."""
-    (files_dir / "default").mkdir(parents=True)
-    (files_dir / "default" / "naive.service.jinja").write_text(
-        "[Service]\nEnvironment=REDIS_USER={{ environment.REDIS_USER.text }}\n"
-    )
-    tofs = {"source_files": {"exporter.service.jinja": ["naive.service.jinja"]}}
-    ret = _render(
+def test_a_hostile_value_is_refused_before_any_template_sees_it(modules, state_tree, files_dir):
+    """Whatever a site template does with a value, a hostile one never reaches it: the
+    options are validated first (a CR ended a unit line for systemd, issue 11)."""
+    ret = _render_with_site_unit(
         modules,
         state_tree,
-        {"exporters": {"tofs": tofs}},
+        files_dir,
+        "[Service]\nEnvironment=REDIS_USER={{ environment.REDIS_USER.text }}\n",
         name="redis_exporter",
         version="1.45.0",
         redis={"addr": "redis://db:6379", "user": "ok\rExecStartPre=+/bin/sh"},
     )
     assert ret.result is False
-    assert "control or line-break character" in ret.comment
-    assert "naive.service.jinja" in ret.comment
+    assert "exporters:redis_exporter:redis:user = " in ret.comment
+    assert "contains a carriage return" in ret.comment
 
 
 def test_secret_options_are_read_from_the_pillar_keys_named(modules, state_tree):
@@ -169,4 +170,4 @@ def test_secret_options_are_read_from_the_pillar_keys_named(modules, state_tree)
         modules, state_tree, pillar, name="redis_exporter", version="1.80.2", secrets_from=keys
     )
     assert ret.result is False
-    assert "web.basic_auth_users.p must be a bcrypt hash" in ret.comment
+    assert "web:basic_auth_users:p = <secret, 5 characters>: must be a bcrypt hash" in ret.comment

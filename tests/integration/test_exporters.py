@@ -312,7 +312,7 @@ def test_postgres_exporter_refuses_a_known_bad_postgres_pair(synced, database):
     unit = sh(lab, DB, "cat /etc/systemd/system/postgres_exporter.service")
     for test in (True, False):
         error = render_error(lab, DB, "exporters", pillar, test=test)
-        assert "invalid exporters pillar" in error, error
+        assert "exporters: 1 invalid setting, nothing was applied" in error, error
         assert "PostgreSQL 17" in error, error
         assert "0.17.0 or newer" in error, error
     assert sh(lab, DB, "cat /etc/systemd/system/postgres_exporter.service") == unit
@@ -628,6 +628,79 @@ def test_the_mirror_serves_dcgm_exporter_where_opskit_looks_for_it(synced):
     assert "dcgm_exporter-linux-x86-64-4.8.2.tar.gz: OK" in listing
     assert release["member"] in listing.split()
     assert "dcgm_exporter/etc/dcgm-exporter/default-counters.csv" in listing.split()
+
+
+def test_scrape_uri_credentials_stay_out_of_units_arguments_and_changes(synced, web_baseline):
+    """Issue 11 item 8: nginx.scrape_uri with user:password@ used to land in ExecStart,
+    a 0644 unit and the state's changes. Now nginx_exporter reads it from SCRAPE_URI in
+    its 0600 environment file (exporter.go: getEnv("SCRAPE_URI") at v0.11.0), and the
+    formula renders it into no state argument. For real: nginx ignores the credentials
+    where no auth is configured, so the exporter scrapes stub_status with them."""
+    lab = synced
+    password = "scrape-Pass-1234"
+    uri = f"http://scraper:{password}@127.0.0.1:8079/stub_status"
+    pillar = record(WEB)
+    pillar["exporters"]["nginx_exporter"]["nginx"]["scrape_uri"] = uri
+    try:
+        shown = lab.salt(WEB, "state.show_sls", "exporters", f"pillar={json.dumps(pillar)}")
+        assert "exporters-install-nginx_exporter-installed" in json.dumps(shown.data), shown
+        assert password not in json.dumps(shown.data)
+        states = apply(lab, WEB, "exporters", pillar)
+        assert not failures(states), failures(states)
+        change = states["exporters-install-nginx_exporter-installed"]["changes"]
+        assert change["/etc/opskit/exporters/nginx_exporter/env"]["new"].startswith(
+            "written 0600 nginx_exporter: ['SCRAPE_URI']"
+        ), change
+        assert password not in json.dumps(states)
+        unit = sh(lab, WEB, "cat /etc/systemd/system/nginx_exporter.service")
+        assert password not in unit
+        assert "--nginx.scrape-uri" not in unit
+        assert password not in sh(lab, WEB, "ps -eo args")
+        env = "/etc/opskit/exporters/nginx_exporter/env"
+        assert sh(lab, WEB, f"stat -c '%a %U' {env}").split() == ["600", "nginx_exporter"]
+        assert re.search(r"^nginx_up 1$", scrape(lab, WEB, 9113), re.MULTILINE)
+    finally:
+        states = apply(lab, WEB, "exporters", record(WEB))
+    assert not failures(states), failures(states)
+    assert "--nginx.scrape-uri=http://127.0.0.1:8079/stub_status" in sh(
+        lab, WEB, "cat /etc/systemd/system/nginx_exporter.service"
+    )
+
+
+def test_a_hostile_cmdb_record_changes_nothing_and_fails_with_the_message(synced):
+    """Issue 11 items 1 and 6 through the real CMDB: a key under `exporters` carrying a
+    newline, a quote and a cmd.run whose `unless` would touch a marker file as root
+    (it did, even under test=True), and a carriage return in redis.user. The run fails
+    when the formula renders, naming each key; no state runs, no marker file appears,
+    the minion's files, users and units are as before."""
+    lab = synced
+    marker = "/root/opskit-exporters-injected"
+    key = f'x":\n  cmd.run:\n    - name: touch {marker}\n    - unless: touch {marker}\n"y'
+    hostile = {
+        "exporters": {
+            key: {},
+            "redis_exporter": {"version": "1.45.0", "redis": {"user": "e\rExecStartPre=+/bin/id"}},
+        }
+    }
+    start_clean(lab, THUMB)
+    before = sh(lab, THUMB, SNAPSHOT)
+    with lab.cmdb_record_edited(THUMB, {"exporters": None}), lab.cmdb_record_edited(THUMB, hostile):
+        assert lab.salt(THUMB, "saltutil.refresh_pillar", timeout=60).returncode == 0
+        for test in (True, False):
+            args = ["exporters"] + (["test=True"] if test else [])
+            result = lab.salt(THUMB, "state.apply", *args, timeout=600)
+            ret = (result.data or {}).get(THUMB)
+            assert isinstance(ret, list), ret
+            error = "\n".join(ret)
+            assert "exporters: 2 invalid settings, nothing was applied" in error, error
+            assert "unknown key" in error
+            assert "exporters:redis_exporter:redis:user = " in error
+            assert "contains a carriage return" in error
+            assert sh(lab, THUMB, f"test -e {marker} && echo injected || echo clean").strip() == (
+                "clean"
+            )
+    assert lab.salt(THUMB, "saltutil.refresh_pillar", timeout=60).returncode == 0
+    assert sh(lab, THUMB, SNAPSHOT) == before
 
 
 def test_removal_leaves_nothing_behind(synced, database, web_baseline):

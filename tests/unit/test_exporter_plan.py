@@ -11,6 +11,8 @@ import opskit_exporter_host as host
 import opskit_exporter_plan as plan
 import opskit_exporter_templates as templates
 import pytest
+import yaml
+from opskit_schema import SettingsError
 
 from tests.conftest import REPO
 
@@ -94,7 +96,10 @@ def test_postgres_dsn_and_web_config_are_private_and_tls_files_are_credentials()
     ) in env.content
     web = files(desired)["/etc/opskit/exporters/postgres_exporter/web-config.yml"]
     assert (web.mode, web.owner, web.secret) == (0o600, "postgres_exporter", True)
-    assert "cert_file: '/run/credentials/postgres_exporter.service/web-tls.crt'" in web.content
+    credentials = "/run/credentials/postgres_exporter.service"
+    config = yaml.safe_load(web.content)
+    assert config["tls_server_config"]["cert_file"] == f"{credentials}/web-tls.crt"
+    assert config["basic_auth_users"] == {"prometheus": BCRYPT}
     assert BCRYPT in web.content
     unit = desired.unit
     assert PG_PASSWORD not in unit
@@ -144,17 +149,78 @@ def test_user_env_is_treated_as_secret():
     assert "u:pw" not in desired.unit
 
 
+# Values the schema refuses (opskit_settings_exporters): SettingsError naming the key path.
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("node_exporter", {"version": "1.8.2", "colour": "red"}, "colour = 'red': unknown key"),
+        ("node_exporter", {"version": "1.8.2", "source": "git"}, "source = 'git': must be one of"),
+        ("node_exporter", {"version": "1.8.2", "listen_address": ":99999"}, "listen_address"),
+        ("node_exporter", {"version": "1.8.2", "base_url": "ftp://m"}, "base_url = <secret"),
+        (
+            "node_exporter",
+            {"version": "1.8.2", "sha256": "abc"},
+            "sha256 = 'abc': must be a sha256",
+        ),
+        ("node_exporter", {"version": "1.8.2", "verify_timeout": 0}, "verify_timeout = 0"),
+        (
+            "node_exporter",
+            {"version": "1.8.2", "textfile_directory": "rel/dir"},
+            "textfile_directory = 'rel/dir': must be an absolute path",
+        ),
+        (
+            "node_exporter",
+            {"version": "1.8.2", "textfile_directory": "/etc"},
+            "textfile_directory = '/etc': is a system directory",
+        ),
+        (
+            "node_exporter",
+            {"version": "1.8.2", "web": {"basic_auth_users": {"a": "plain"}}},
+            "web:basic_auth_users:a = <secret, 5 characters>: must be a bcrypt hash",
+        ),
+        (
+            "redis_exporter",
+            {"version": "1.67.0", "redis": {"addr": "redis://:pw@db:6379"}},
+            "redis:addr = 'redis://:pw@db:6379': must be a URL (redis, rediss)",
+        ),
+        (
+            "postgres_exporter",
+            {"version": "0.17.1", "postgres": {"user": "e", "sslmode": "maybe"}},
+            "postgres:sslmode = 'maybe': must be one of",
+        ),
+        (
+            "dcgm_exporter",
+            {"version": "4.1.1", "source": "package"},
+            "version = '4.1.1': must be an exact release version like 4.5.3-4.8.2",
+        ),
+        (
+            "dcgm_exporter",
+            {
+                "version": "4.1.1-4.0.4",
+                "source": "package",
+                "dcgm": {"repo": {"manage": False}, "packages": "all of them"},
+            },
+            "dcgm:packages = 'all of them': must be a list",
+        ),
+        ("redis_exporter", {"version": "1.67.0", "redis": "db:6379"}, "redis = 'db:6379'"),
+        (
+            "redis_exporter",
+            {"version": "1.67.0", "redis": {"user": "exporter\rExecStartPre=+/bin/sh"}},
+            "redis:user = 'exporter\\rExecStartPre=+/bin/sh': contains a carriage return",
+        ),
+    ],
+)
+def test_bad_values_are_refused_by_key_path(name, options, message):
+    with pytest.raises(SettingsError) as err:
+        plan.build(name, options, "x86_64")
+    assert f"exporters:{name}:{message}" in str(err.value)
+
+
+# Rules across options (the plan's own): ValueError naming the exporter and the option.
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
         ("node_exporter", {}, "version is required with source: archive"),
-        ("node_exporter", {"version": "1.8.2", "colour": "red"}, "unknown option(s) colour"),
-        ("node_exporter", {"version": "1.8.2", "source": "git"}, "source must be one of"),
-        ("node_exporter", {"version": "1.8.2", "listen_address": ":99999"}, "port must be 1-65535"),
-        ("node_exporter", {"version": "1.8.2", "base_url": "ftp://m"}, "base_url must be a http"),
-        ("node_exporter", {"version": "1.8.2", "sha256": "abc"}, "must be a sha256 hex digest"),
-        ("node_exporter", {"version": "1.8.2", "verify_timeout": 0}, "verify_timeout must be"),
-        ("node_exporter", {"version": "1.8.2", "textfile_directory": "rel/dir"}, "absolute path"),
         ("node_exporter", {"version": "1.4.0", "web": {"basic_auth_users": {"a": BCRYPT}}}, None),
         (
             "node_exporter",
@@ -162,19 +228,9 @@ def test_user_env_is_treated_as_secret():
             "cannot serve TLS or basic auth",
         ),
         (
-            "node_exporter",
-            {"version": "1.8.2", "web": {"basic_auth_users": {"a": "plain"}}},
-            "must be a bcrypt hash",
-        ),
-        (
             "redis_exporter",
             {"version": "1.45.0", "web": {"basic_auth_users": {"a": BCRYPT}}},
             "from 1.80.2",
-        ),
-        (
-            "redis_exporter",
-            {"version": "1.67.0", "redis": {"addr": "redis://:pw@db:6379"}},
-            "must not carry credentials",
         ),
         (
             "redis_exporter",
@@ -194,11 +250,6 @@ def test_user_env_is_treated_as_secret():
         ("postgres_exporter", {"version": "0.17.1", "postgres": {}}, "postgres.user is required"),
         (
             "postgres_exporter",
-            {"version": "0.17.1", "postgres": {"user": "e", "sslmode": "maybe"}},
-            "postgres.sslmode must be one of",
-        ),
-        (
-            "postgres_exporter",
             {"version": "0.17.1", "postgres": {"dsn": "postgresql://x", "host": "h"}},
             "either postgres.dsn or",
         ),
@@ -212,7 +263,6 @@ def test_user_env_is_treated_as_secret():
             {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"dcgm_version": "4.2.3"}},
             "built for DCGM 4.1.1",
         ),
-        ("dcgm_exporter", {"version": "4.1.1", "source": "package"}, "not an exact release"),
         (
             "dcgm_exporter",
             {"version": "4.1.1-4.0.4", "source": "package"},
@@ -223,16 +273,6 @@ def test_user_env_is_treated_as_secret():
             {"version": "4.1.1-4.0.4", "source": "package", "dcgm": {"repo": {"manage": False}}},
             None,
         ),
-        (
-            "dcgm_exporter",
-            {
-                "version": "4.1.1-4.0.4",
-                "source": "package",
-                "dcgm": {"repo": {"manage": False}, "packages": "all of them"},
-            },
-            "dcgm.packages must be a list",
-        ),
-        ("redis_exporter", {"version": "1.67.0", "redis": "db:6379"}, "redis must be a mapping"),
         ("gpu_exporter", {}, "unknown exporter 'gpu_exporter'; opskit knows"),
     ],
 )
@@ -420,14 +460,14 @@ def test_a_mirror_with_another_url_layout():
         ("https://m/{file!r}", "is not a placeholder"),
         ("https://m/{file:>10}", "is not a placeholder"),
         ("https://m/{file", "url_template"),
-        ("ftp://m/{file}", "url_template must give http or https URLs"),
+        ("ftp://m/{file}", "url_template = <secret, 14 characters>: must be an http(s) URL"),
         ("{base_url}/{file}", "set base_url"),
-        ("https://m/{file}\n", "one line"),
+        ("https://m/{file}\n", "contains a line feed"),
     ],
 )
 def test_url_templates_are_checked(template, message):
     options = {"version": DCGM_TAG, "dcgm": {"repo": {"manage": False}}, "url_template": template}
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises((ValueError, SettingsError), match=re.escape(message)):
         plan.build("dcgm_exporter", options, "x86_64")
 
 
@@ -466,5 +506,21 @@ def test_a_stub_status_block_on_a_unix_socket_is_scraped_through_it():
     ],
 )
 def test_unix_scrape_uris_upstream_would_misread_are_refused(uri):
-    with pytest.raises(ValueError, match=r"nginx_exporter: nginx\.scrape_uri"):
+    with pytest.raises(SettingsError, match=r"exporters:nginx_exporter:nginx:scrape_uri = "):
         build("nginx_exporter", version="1.4.0", nginx={"stub_status": False, "scrape_uri": uri})
+
+
+def test_scrape_uri_credentials_go_to_the_private_environment_file():
+    """Issue 11 item 8: nginx-prometheus-exporter reads SCRAPE_URI from its environment
+    (exporter.go: getEnv("SCRAPE_URI") at v0.11.0, kingpin .Envar("SCRAPE_URI") at
+    v1.5.3), so a URI with credentials goes to the 0600 file, not into ExecStart."""
+    uri = "http://scraper:scrape-pw@127.0.0.1:8080/stub_status"
+    desired = build("nginx_exporter", version="1.4.0", nginx={"scrape_uri": uri})
+    assert "scrape-pw" not in desired.unit
+    assert "--nginx.scrape-uri" not in desired.unit
+    env = files(desired)["/etc/opskit/exporters/nginx_exporter/env"]
+    assert (env.mode, env.secret) == (0o600, True)
+    assert f'SCRAPE_URI="{uri}"' in env.content
+    assert uri in desired.secrets
+    plain = build("nginx_exporter", version="1.4.0", nginx={"scrape_uri": "http://h/stub"})
+    assert "--nginx.scrape-uri=http://h/stub" in plain.unit

@@ -86,13 +86,21 @@ def test_listening_sockets_from_a_proc_tree(tmp_path):
     rows = opskit_net.listening_sockets(proc)
 
     assert rows == [
-        {"address": "::", "port": 443, "pid": None, "unit": None, "command": None},
+        {
+            "address": "::",
+            "port": 443,
+            "pid": None,
+            "unit": None,
+            "command": None,
+            "container": None,
+        },
         {
             "address": "127.0.0.1",
             "port": 8923,
             "pid": 42,
             "unit": "anubis@app.service",
             "command": "anubis",
+            "container": None,
         },
         {
             "address": "0.0.0.0",  # noqa: S104 - an expected value, not a bind
@@ -100,7 +108,38 @@ def test_listening_sockets_from_a_proc_tree(tmp_path):
             "pid": 42,
             "unit": "anubis@app.service",
             "command": "anubis",
+            "container": None,
         },
+    ]
+
+
+def test_listening_sockets_name_the_docker_container_of_the_owner(tmp_path):
+    """A process in a Docker container (cgroupfs driver: /docker/<id> in every v1
+    hierarchy; systemd driver: docker-<id>.scope) is reported with the container id."""
+    proc = tmp_path
+    (proc / "net").mkdir()
+    (proc / "net" / "tcp").write_text(
+        TCP_HEADER
+        + _tcp_line(0, "0100007F:22DB", "00000000:0000", "0A", 1234)
+        + _tcp_line(1, "0100007F:22DC", "00000000:0000", "0A", 1235)
+    )
+    (proc / "net" / "tcp6").write_text(TCP_HEADER)
+    first, second = "a" * 64, "0123456789abcdef" * 4
+    cgroups = {
+        "42": f"12:memory:/docker/{first}\n1:name=systemd:/docker/{first}\n",
+        "43": f"0::/system.slice/docker-{second}.scope\n",
+    }
+    for inode, (pid, text) in zip((1234, 1235), cgroups.items(), strict=True):
+        (proc / pid / "fd").mkdir(parents=True)
+        os.symlink(f"socket:[{inode}]", proc / pid / "fd" / "3")
+        (proc / pid / "cgroup").write_text(text)
+        (proc / pid / "comm").write_text("anubis\n")
+
+    rows = opskit_net.listening_sockets(proc)
+
+    assert [(r["port"], r["container"], r["unit"]) for r in rows] == [
+        (8923, first, None),
+        (8924, second, f"docker-{second}.scope"),
     ]
 
 

@@ -1,7 +1,9 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
 {%- set release = anubis.release %}
-{%- if anubis.instances %}
+{#- runtime docker: nothing to install here; compose pulls the image on first start
+    (docker and its compose plugin are the host's, see docs/anubis.md). #}
+{%- if anubis.instances and anubis.runtime == "systemd" %}
 {%-   if release.method == "deb" %}
 
 # The release asset is downloaded and checked against the pinned sha256 (or the
