@@ -10,6 +10,8 @@ files at once instead of at their next highstate.
 
 from __future__ import annotations
 
+import time
+
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "opskit"
@@ -27,6 +29,20 @@ def _mine_entry(minion, name):
     return (__salt__["mine.get"]([minion], name, tgt_type="list") or {}).get(minion)
 
 
+def _mine_settled(minion, name, wanted, timeout):
+    """Read the mine until it holds ``wanted`` for ``minion`` or ``timeout`` seconds pass;
+    return what it held last. ``mine.send``/``mine.delete`` only fire an event that the
+    minion's main process forwards to the master (salt/modules/mine.py, ``_mine_send``:
+    fire_event, then a fixed ``time.sleep(0.5)``), so on a busy master the first read
+    can still see the old entry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = _mine_entry(minion, name)
+        if held == wanted or time.monotonic() >= deadline:
+            return held
+        time.sleep(0.5)
+
+
 def _notify(ret, minion, name):
     """Tell the master (and its reactor) that this minion's mine entry changed."""
     if __salt__["event.send"](EVENT_TAG, {"minion": minion, "mine": name}):
@@ -39,7 +55,7 @@ def _notify(ret, minion, name):
     return ret
 
 
-def targets_published(name="opskit_targets", mine_function="opskit.targets", **kwargs):
+def targets_published(name="opskit_targets", mine_function="opskit.targets", timeout=30, **kwargs):
     """
     Make the Salt mine hold the current result of ``mine_function`` under ``name``.
 
@@ -48,6 +64,10 @@ def targets_published(name="opskit_targets", mine_function="opskit.targets", **k
 
     mine_function
         The function whose result is published (default ``opskit.targets``).
+
+    timeout
+        Seconds to wait for the master's mine to hold the new entry (``mine.send`` is
+        asynchronous) before the state fails (default 30).
 
     Compares the mine with the function's result, publishes with ``mine.send`` when
     they differ, reads the mine back to verify and sends the event
@@ -87,20 +107,21 @@ def targets_published(name="opskit_targets", mine_function="opskit.targets", **k
             "see the minion log"
         )
         return ret
-    published = _mine_entry(minion, name)
+    published = _mine_settled(minion, name, wanted, float(timeout))
     ret["changes"] = {name: {"old": current, "new": published}}
     if published != wanted:
         ret["result"] = False
         ret["comment"] = (
-            f"After mine.send, the mine holds {published!r} for {name} of {minion}, not "
-            f"{wanted!r}; check the master's mine settings (mine_get, minion_data_cache)"
+            f"{timeout} s after mine.send, the mine holds {published!r} for {name} of "
+            f"{minion}, not {wanted!r}; check the master's mine settings (mine_get, "
+            "minion_data_cache) and load"
         )
         return ret
     ret["comment"] = f"Published {name} ({len(wanted)} targets) to the mine."
     return _notify(ret, minion, name)
 
 
-def targets_absent(name="opskit_targets", **kwargs):
+def targets_absent(name="opskit_targets", timeout=30, **kwargs):
     """
     Make sure the Salt mine holds no entry ``name`` for this minion (``mine.delete``),
     and tell the master (event ``opskit/targets/published``) when it removed one.
@@ -123,7 +144,7 @@ def targets_absent(name="opskit_targets", **kwargs):
         ret["changes"] = {name: {"old": current, "new": None}}
         return ret
     __salt__["mine.delete"](name)
-    left = _mine_entry(minion, name)
+    left = _mine_settled(minion, name, None, float(timeout))
     ret["changes"] = {name: {"old": current, "new": left}}
     if left is not None:
         ret["result"] = False
