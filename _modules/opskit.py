@@ -5,6 +5,9 @@ render-time settings check every formula's ``map.jinja`` calls.
 with pip (the ``salt.loader`` entry point) or synced from ``file_roots``
 (``saltutil.sync_all``). Useful when a fleet mixes both.
 
+``opskit.mapdata`` shows a formula's merged settings with secrets masked (the
+formulas' ``_mapdata`` states).
+
 ``opskit.settings`` validates a formula's merged settings against the formula's schema
 (``_utils/opskit_settings_<formula>.py``), so that a bad CMDB value stops the render
 with a message naming the key before any state exists.
@@ -20,11 +23,14 @@ import pathlib
 import re
 import sys
 
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 try:
-    import opskit_schema  # synced from file_roots, or module_dirs
+    import opskit_redact  # synced from file_roots, or module_dirs
+    import opskit_schema
 except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_redact
     from saltext.opskit.utils import opskit_schema
 
 __virtualname__ = "opskit"
@@ -202,8 +208,7 @@ def check(formula: str, data) -> list:
     """
     Return what is wrong with a formula's settings, one line per problem
     (``key:path = value: what to do``), or an empty list; never raises for invalid
-    settings. For people checking a CMDB record before rolling it out, and for the top
-    file, which must not fail to render (Salt hides top file errors in the log).
+    settings. For people checking a CMDB record before rolling it out.
 
     CLI Example:
 
@@ -218,3 +223,24 @@ def check(formula: str, data) -> list:
         f"{path}{' = ' + shown if shown else ''}: {message}"
         for path, shown, message in error.problems
     ]
+
+
+def mapdata(formula: str, settings) -> str:
+    """
+    Return a formula's merged settings (what its ``map.jinja`` produced) as YAML, with
+    every value its schema flags as secret, and every value under a secret-looking key
+    (``password``, ``token``, ``*_key``, ...), masked. Each formula's ``_mapdata`` state
+    shows this, as template-formula's ``_mapdata`` does, without writing a file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' state.apply anubis._mapdata
+        salt '*' opskit.mapdata tuning "$(salt-call --out=json pillar.get tuning)"
+    """
+    if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
+        raise CommandExecutionError(f"{formula!r} is not a formula name")
+    shown = opskit_schema.masked(_settings_module(formula).SCHEMA, settings)
+    shown = opskit_redact.redact_data(shown)
+    return salt.utils.yaml.safe_dump({formula: shown}, default_flow_style=False)

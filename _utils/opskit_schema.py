@@ -523,6 +523,27 @@ def validate(schema: Type, data, root: str):
     return result
 
 
+def masked(kind: Type, value):
+    """A copy of validated settings ``value`` in which every value the schema flags as
+    secret is replaced by :func:`mask` (for showing merged settings, e.g. ``_mapdata``)."""
+    if kind.secret and value is not None:
+        return mask(value)
+    if isinstance(kind, Map) and isinstance(value, dict):
+        return {
+            key: masked(kind.fields[key], val) if key in kind.fields else val
+            for key, val in value.items()
+        }
+    if isinstance(kind, DictOf) and isinstance(value, dict):
+        return {key: masked(kind.value, val) for key, val in value.items()}
+    if isinstance(kind, List) and isinstance(value, list):
+        return [masked(kind.item, val) for val in value]
+    if isinstance(kind, OneOf):
+        for alternative in kind.alternatives:
+            if alternative.takes(value):
+                return masked(alternative, value)
+    return value
+
+
 def _default_text(kind: Type) -> str:
     if kind.optional and kind.default is MISSING:
         return "(see description)"

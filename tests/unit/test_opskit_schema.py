@@ -364,3 +364,36 @@ def test_markdown_table():
         line.startswith("| `thumbnail-server:units:<unit>:enabled` | true or false | `True`")
         for line in lines
     )
+
+
+def test_masked_hides_every_value_the_schema_flags_secret():
+    schema = s.Map(
+        {
+            "user": s.Str(),
+            "password": s.Secret(),
+            "tokens": s.List(s.Secret()),
+            "env": s.DictOf(s.Str(), s.Str(secret=True)),
+            "either": s.OneOf(s.Int(), s.Secret()),
+            "nested": s.Map({"key": s.Secret(), "port": s.Int()}),
+        }
+    )
+    settings = {
+        "user": "alice",
+        "password": "pw-1",
+        "tokens": ["tk-1", "tk-2"],
+        "env": {"A": "env-1"},
+        "either": "alt-1",
+        "nested": {"key": "key-1", "port": 8080},
+        "unknown": "kept",
+    }
+    shown = s.masked(schema, settings)
+    assert "pw-1" not in repr(shown)
+    assert "tk-1" not in repr(shown)
+    assert "env-1" not in repr(shown)
+    assert "alt-1" not in repr(shown)
+    assert "key-1" not in repr(shown)
+    assert shown["user"] == "alice"
+    assert shown["nested"]["port"] == 8080
+    assert shown["password"] == s.mask("pw-1")
+    assert shown["unknown"] == "kept"
+    assert s.masked(schema, {"either": 5})["either"] == 5
