@@ -288,8 +288,8 @@ def compose_running(settings: dict) -> bool:
 
 def compose_up(settings: dict, recreate: bool = False) -> dict:
     """
-    ``docker compose ... up -d --remove-orphans`` (``--force-recreate`` with
-    ``recreate``) for the formula's project.
+    ``docker compose ... up -d --remove-orphans`` for the formula's project; with
+    ``recreate``, ``--force-recreate thumbnail-server``: that service's container only.
 
     CLI Example:
 
@@ -297,11 +297,37 @@ def compose_up(settings: dict, recreate: bool = False) -> dict:
 
         salt thumb-01 thumbnail_server.compose_up "$SETTINGS" recreate=True
     """
-    args = ["up", "--detach", "--remove-orphans"] + (["--force-recreate"] if recreate else [])
+    args = ["up", "--detach", "--remove-orphans"]
+    if recreate:
+        args += ["--force-recreate", settings["docker"]["service"]]
     out = _compose(settings, *args)
     return {"command": " ".join([*settings["docker"]["compose_argv"], *args]), "retcode": 0} | {
         "output": opskit_redact.redact_text((out.get("stderr") or "")[-400:]).strip()
     }
+
+
+def container_pid(name: str) -> int:
+    """
+    The PID of container ``name``'s main process as this host sees it
+    (``docker inspect``); 0 when it does not run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt thumb-01 thumbnail_server.container_pid thumbnail-server
+    """
+    argv = ["docker", "inspect", "--type", "container", "--format", "{{.State.Pid}}", name]
+    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True)
+    if out.get("retcode") != 0:
+        raise CommandExecutionError(
+            f"{_minion()}: {' '.join(argv)} failed (exit {out.get('retcode')}): "
+            f"{(out.get('stderr') or out.get('stdout') or '').strip()[-300:] or 'no output'}"
+        )
+    text = (out.get("stdout") or "").strip()
+    if not text.isdigit():
+        raise CommandExecutionError(f"{_minion()}: docker inspect {name} gave no PID: {text!r}")
+    return int(text)
 
 
 def compose_down(settings: dict) -> dict:

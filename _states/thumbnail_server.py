@@ -168,6 +168,14 @@ def compose_running(name, settings, **kwargs):
               - file: thumbnail-server-config-compose-file-managed
     """
     ret = _ret(name)
+    if __opts__["test"]:
+        settings = _as_written(settings)
+    if settings is None:
+        # A new host in test mode: the compose file is not written yet, so there is no
+        # project to ask about (docker compose would fail on the missing file).
+        ret.update(result=None, comment="the thumbnail-server container would be started")
+        ret["changes"] = {"container": {"old": "not running", "new": "running"}}
+        return ret
     try:
         if __salt__["thumbnail_server.compose_running"](settings):
             ret["comment"] = "the thumbnail-server container is running"
@@ -194,7 +202,17 @@ def mod_watch(name, sfun=None, settings=None, **kwargs):
     if sfun != "compose_running":
         return _fail(ret, f"thumbnail_server.{sfun} does not support watch")
     if __opts__["test"]:
-        ret.update(result=None, comment="the thumbnail-server container would be recreated")
+        written = _as_written(settings)
+        try:
+            running = written is not None and __salt__["thumbnail_server.compose_running"](written)
+        except _ERRORS as err:
+            return _fail(ret, err)
+        if running:
+            comment, old = "the thumbnail-server container would be recreated", "outdated"
+        else:
+            comment, old = "the thumbnail-server container would be started", "not running"
+        new = "recreated" if running else "running"
+        ret.update(result=None, comment=comment, changes={"container": {"old": old, "new": new}})
         return ret
     try:
         __salt__["thumbnail_server.compose_up"](settings, recreate=True)
@@ -206,6 +224,25 @@ def mod_watch(name, sfun=None, settings=None, **kwargs):
         return _fail(ret, f"compose up --force-recreate ran in {name} but nothing runs")
     ret["comment"] = "the thumbnail-server container was recreated"
     return ret
+
+
+def _as_written(settings):
+    """Test mode: ``settings`` whose compose command line names only the files that
+    exist now (an apply writes the others before it runs compose); None when the compose
+    file itself is not there yet (a new host), so there is no project to ask about."""
+    dk = settings["docker"]
+    if not os.path.isfile(dk["compose_file"]):
+        return None
+    argv, kept, i = dk["compose_argv"], [], 0
+    while i < len(argv):
+        if argv[i] == "-f" and i + 1 < len(argv):
+            if os.path.isfile(argv[i + 1]):
+                kept += argv[i : i + 2]
+            i += 2
+        else:
+            kept.append(argv[i])
+            i += 1
+    return {**settings, "docker": {**dk, "compose_argv": kept}}
 
 
 def compose_absent(name, settings, **kwargs):
@@ -261,7 +298,8 @@ def healthy(  # noqa: PLR0917 - Salt passes state arguments by keyword
     timeout
         Seconds to wait (a restarted service needs a moment).
     jemalloc
-        Also require jemalloc in the unit's main process (``/proc/<MainPID>/maps``).
+        Also require jemalloc in the unit's main process (``/proc/<MainPID>/maps``), or,
+        with ``systemd: false``, in the container's main process.
 
     With ``test=True`` the URL is queried once: a healthy service is reported as such;
     otherwise the result is ``None`` (an apply may still bring it up).
@@ -292,15 +330,22 @@ def healthy(  # noqa: PLR0917 - Salt passes state arguments by keyword
         f"{name} is healthy ({answer['url']} answered {expect!r} after {answer['waited']}s)"
     )
     if jemalloc:
+        # A unit's MainPID, or the main process of the container (preloaded, like every
+        # process in it, by the compose override's LD_PRELOAD).
         try:
-            loaded = __salt__["jemalloc.is_loaded"](name)
+            target = name if systemd else __salt__["thumbnail_server.container_pid"](name)
+            loaded = __salt__["jemalloc.is_loaded"](target)
         except _ERRORS as err:
             loaded, ret["comment"] = False, f"{ret['comment']}; {err}"
         if not loaded:
+            expected = (
+                f"drop-in: systemctl show -p Environment {name}"
+                if systemd
+                else f"compose override: docker inspect --format '{{{{.Config.Env}}}}' {name}"
+            )
             ret["result"] = False
             ret["comment"] += (
-                f"; but jemalloc is not mapped into its main process (expected from its "
-                f"drop-in: systemctl show -p Environment {name})"
+                f"; but jemalloc is not mapped into its main process (expected from its {expected})"
             )
             return ret
         ret["comment"] += "; jemalloc is mapped into its main process"

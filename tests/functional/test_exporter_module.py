@@ -266,3 +266,18 @@ def test_a_hostile_mine_function_name_compiles_no_state(modules):
     error = _render_error(modules, pillar)
     assert "exporters:mine:function = 'exporter_targets\\nmaster: attacker.example'" in error
     assert "contains a line feed" in error
+
+
+@pytest.mark.parametrize(
+    ("pillar", "message"),
+    [
+        ({"defaults": "x\ny"}, "exporters:defaults = 'x\\ny': must be a mapping"),
+        ({"versions": "1.8.2"}, "exporters:versions = '1.8.2': must be a mapping"),
+        ({"lookup": ["x"]}, 'exporters:lookup = ["x"]: must be a mapping'),
+    ],
+)
+def test_a_mapping_replaced_by_another_type_is_refused_by_name(modules, pillar, message):
+    """The fuzz tier found these failing with Salt's "Cannot update using non-dict
+    types" (no key named) when map.jinja merged them."""
+    pillar = {"exporters": {"node_exporter": {"version": "1.5.0"}, **pillar}}
+    assert message in _render_error(modules, pillar)

@@ -103,6 +103,7 @@ thumbnail-server-service-health-thumbnail_server-healthy:
     - name: {{ dk.container_name | json }}
     - url: {{ ts.health.url | json }}
     - timeout: {{ ts.health.timeout | json }}
+    - jemalloc: {{ ts.jemalloc.enabled | json }}
     - systemd: false
     - require:
       - file: thumbnail-server-config-compose-file-managed
