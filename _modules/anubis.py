@@ -145,14 +145,15 @@ def targets(registry="/etc/anubis/opskit-targets.json"):
     Return this minion's Anubis metrics targets, as the formula recorded them, in
     Prometheus ``file_sd`` shape (``[{"targets": [...], "labels": {...}}]``).
 
-    This is the function the formula publishes to the Salt mine as ``anubis_targets``.
+    ``opskit.targets`` (the mine function ``opskit_targets``, published by the ``common``
+    formula) includes them.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt web-01 anubis.targets
-        salt monitoring-01 mine.get 'roles:anubis' anubis_targets tgt_type=pillar
+        salt monitoring-01 mine.get 'roles:anubis' opskit_targets tgt_type=pillar
     """
     try:
         with open(registry, encoding="utf-8") as handle:

@@ -338,12 +338,13 @@ def status(name: str | None = None) -> dict:
     return result
 
 
-def targets() -> dict:
+def targets() -> list:
     """
-    The scrape targets of the exporters installed here, for the Salt mine.
-
-    Configure it as a mine function (the ``exporters`` formula does) and a monitoring
-    host builds its target list with ``mine.get '*' exporter_targets``.
+    The scrape targets of the exporters installed here, in Prometheus ``file_sd``
+    shape (one group per exporter): the address, ``job`` (the exporter's name), the
+    scheme and path, and ``__opskit_basic_auth__`` / ``__opskit_client_cert__`` when
+    the exporter's web configuration wants credentials. ``opskit.targets`` (the mine
+    function the ``common`` formula publishes) adds the minion id and roles.
 
     CLI Example:
 
@@ -352,7 +353,7 @@ def targets() -> dict:
         salt '*' exporter.targets
     """
     host = _host()
-    result = {}
+    result = []
     for name in host.installed_names(catalog.CATALOG):
         manifest = host.load_manifest(name) or {}
         exporter = catalog.CATALOG[name]
@@ -363,13 +364,16 @@ def targets() -> dict:
             address = manifest.get("target_host") or __grains__.get("fqdn") or _minion()
         elif manifest.get("target_host"):
             address = manifest["target_host"]
-        result[name] = {
-            "target": opskit_net.format_listen(address, port),
-            "scheme": manifest.get("scheme", "http"),
-            "metrics_path": "/metrics",
-            "labels": {"exporter": name, "minion": _minion()},
-            "version": manifest.get("version"),
+        labels = {
+            "job": name,
+            "__scheme__": manifest.get("scheme", "http"),
+            "__metrics_path__": "/metrics",
         }
+        if manifest.get("basic_auth"):
+            labels["__opskit_basic_auth__"] = "true"
+        if manifest.get("client_auth"):
+            labels["__opskit_client_cert__"] = "true"
+        result.append({"targets": [opskit_net.format_listen(address, port)], "labels": labels})
     return result
 
 

@@ -11,6 +11,9 @@ formulas' ``_mapdata`` states).
 ``opskit.settings`` validates a formula's merged settings against the formula's schema
 (``_utils/opskit_settings_<formula>.py``), so that a bad CMDB value stops the render
 with a message naming the key before any state exists.
+
+``opskit.targets`` is the one mine function of opskit: every scrape target this
+minion runs, in Prometheus ``file_sd`` shape, published by the ``common`` formula.
 """
 
 from __future__ import annotations
@@ -51,6 +54,47 @@ def version() -> str:
         salt '*' opskit.version
     """
     return OPSKIT_VERSION
+
+
+# The areas that run scrape targets, each with a function returning its targets in
+# file_sd shape ([{"targets": ["host:port"], "labels": {"job": ..., ...}}]).
+TARGET_SOURCES = ("exporter.targets", "anubis.targets")
+
+
+def targets() -> list:
+    """
+    Return every Prometheus scrape target opskit runs on this minion, in ``file_sd``
+    shape: ``[{"targets": ["host:port"], "labels": {...}}]``, one group per target.
+
+    Each area's own function (``exporter.targets``, ``anubis.targets``) supplies the
+    address, ``job`` and hints Prometheus understands (``__scheme__``,
+    ``__metrics_path__``) or the monitoring formula does (``__opskit_basic_auth__``,
+    ``__opskit_client_cert__``: the target wants credentials); this function adds
+    ``minion`` (this minion's id) and ``roles`` (the CMDB roles from pillar ``roles``,
+    comma-separated with a comma at each end, so ``roles=~".*,database,.*"`` selects a
+    role). The ``common`` formula publishes the result as the mine function
+    ``opskit_targets``; the ``monitoring`` formula reads it from there.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' opskit.targets
+        salt mon-01 mine.get '*' opskit_targets
+    """
+    minion = __opts__.get("id")
+    # The roles as the top file reads them, checked by the same schema (opskit_settings_top).
+    roles = settings("top", {"roles": __pillar__.get("roles") or []})["roles"]
+    common = {"minion": minion, "roles": ",".join(["", *sorted(roles), ""])}
+    groups = []
+    for source in TARGET_SOURCES:
+        if source not in __salt__:
+            continue
+        for group in __salt__[source]():
+            groups.append(
+                {"targets": list(group["targets"]), "labels": {**group["labels"], **common}}
+            )
+    return sorted(groups, key=lambda g: (g["labels"].get("job", ""), g["targets"]))
 
 
 def info() -> dict:

@@ -1,4 +1,4 @@
-"""States for Anubis instances: the signing key file, and the scrape targets in the mine.
+"""States for Anubis instances: the signing key file and the health check.
 
 ``anubis.key_managed`` keeps an instance's Ed25519 signing key: the key from pillar when
 the CMDB provides one, otherwise a key generated once on the host and then kept. A new
@@ -7,13 +7,12 @@ unless pillar says so, and an unreadable or malformed key file stops the run ins
 being overwritten. The key never appears in arguments, changes, comments or logs; the
 changes show the Ed25519 public key.
 
+The instances' scrape targets reach the Salt mine through ``opskit.targets`` (which
+reads ``anubis.targets``), published by the ``common`` formula.
+
 ``anubis.env_managed`` keeps an instance's env file (written with the shared
 ``EnvironmentFile=`` quoting rule); its changes show the values the formula sets and
 hide those that came from pillar ``env``.
-
-``anubis.mine_published`` publishes ``anubis.targets`` to the Salt mine under a name
-(the formula uses ``anubis_targets``) when the mine does not hold it already, so a
-monitoring host can build its scrape configuration with ``mine.get``.
 
 ``anubis.healthy`` waits for an instance's ``/healthz``; ``anubis.nginx_reloaded``
 reloads a running nginx after ``nginx -t`` (for ``anubis.clean``, which removes sites).
@@ -130,61 +129,6 @@ def _verify(ret, info, uid=0, gid=0):
     if not (info.get("valid") and info["mode"] == "0400" and owner == (uid, gid)):
         ret["result"] = False
         ret["comment"] += f" Re-checking {ret['name']} failed: {info}"
-    return ret
-
-
-def mine_published(name, targets=None, mine_function="anubis.targets", **kwargs):
-    """
-    Make the Salt mine hold the result of ``mine_function`` under ``name``.
-
-    name
-        Mine key, e.g. ``anubis_targets``.
-
-    targets
-        What the mine should hold (the formula passes the targets it renders, so that
-        ``test=True`` compares against the new configuration). Default: the current
-        result of ``mine_function``.
-
-    mine_function
-        The function whose result is published (default ``anubis.targets``, which
-        reads the target registry the formula writes); after publishing, the mine
-        must hold ``targets``.
-
-    .. code-block:: yaml
-
-        anubis-service-mine-targets-anubis-mine_published:
-          anubis.mine_published:
-            - name: anubis_targets
-    """
-    ret = _ret(name)
-    minion = __grains__["id"]
-    wanted = targets if targets is not None else __salt__[mine_function]()
-    current = (__salt__["mine.get"](minion, name) or {}).get(minion)
-    if current == wanted:
-        ret["comment"] = f"The mine already holds {name} for {minion}."
-        return ret
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = f"{name} would be published to the mine."
-        ret["changes"] = {name: {"old": current, "new": wanted}}
-        return ret
-    if not __salt__["mine.send"](name, mine_function=mine_function):
-        ret["result"] = False
-        ret["comment"] = (
-            f"mine.send {name} (mine_function={mine_function}) failed on {minion}; "
-            "see the minion log"
-        )
-        return ret
-    published = (__salt__["mine.get"](minion, name) or {}).get(minion)
-    ret["changes"] = {name: {"old": current, "new": published}}
-    if published != wanted:
-        ret["result"] = False
-        ret["comment"] = (
-            f"After mine.send, the mine holds {published!r} for {name}, not {wanted!r}; "
-            "check the master's mine_get/minion_data_cache settings"
-        )
-        return ret
-    ret["comment"] = f"Published {name} to the mine."
     return ret
 
 

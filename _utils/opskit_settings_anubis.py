@@ -362,7 +362,6 @@ SCHEMA = Settings(
         "key_dir": s.Path(doc="signing keys (0700)"),
         "state_dir": s.Path(doc="upstream's StateDirectory root (/var/lib/anubis)"),
         "registry_file": s.Path(doc="the metrics targets anubis.targets reads"),
-        "mine_name": s.Str(r"[A-Za-z0-9_.-]{1,64}", default="anubis_targets", hint="a mine key"),
         "target_host": s.Host(nullable=True, doc="published for wildcard metrics binds"),
         "health_timeout": s.Int(1, 3600, default=30, doc="seconds to wait for /healthz"),
         "check_listening_ports": s.Bool(default=True, doc="refuse ports held on the host"),

@@ -91,6 +91,10 @@ OVERRIDE_FILE_NAME = "thumbnail-server.opskit-jemalloc.yml"
 CONTAINER_SITES_DIR = "/etc/nginx/sites-enabled"
 SITES_DIR_NAME = "nginx-sites"
 GUARD_SCRIPT = "/usr/local/lib/opskit/thumbnail-server-memory-guard"
+# node_exporter's textfile collector directory as the exporters formula sets it up by
+# default: the guard writes the service's memory and restarts there when it exists
+# (read by the monitoring formula's ServiceMemoryNearLimit and ServiceRestarting).
+NODE_TEXTFILE_DIR = "/var/lib/node_exporter/textfile_collector"
 HEADER = "Managed by Salt (opskit thumbnail-server formula); local changes are lost."
 SECRET_ENV = frozenset(settings_schema.SECRETS.values())
 
@@ -274,11 +278,15 @@ def guard_unit_file(out: dict) -> str:
         guard["interval"],
         "--samples",
         guard["samples"],
+        "--textfile",
+        f"{NODE_TEXTFILE_DIR}/opskit-memory-guard-{sd['unit']}.prom",
     ]
     header = (
         f"{HEADER}\nRestarts {sd['unit']} when its resident memory stays above {limit} MiB, "
         "for hosts where\nthe kernel does not enforce its MemoryMax= (no cgroup memory "
-        "controller)."
+        "controller). It also\nwrites the unit's memory and restart count for "
+        f"node_exporter's textfile collector\n(monitoring formula) when {NODE_TEXTFILE_DIR} "
+        "exists."
     )
     sections = {
         "Unit": [
@@ -293,6 +301,7 @@ def guard_unit_file(out: dict) -> str:
             ("NoNewPrivileges", True),
             ("PrivateTmp", True),
             ("ProtectSystem", "strict"),
+            ("ReadWritePaths", f"-{NODE_TEXTFILE_DIR}"),
             ("ProtectHome", True),
         ],
         "Install": [("WantedBy", "multi-user.target")],

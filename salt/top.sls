@@ -48,3 +48,7 @@ base:
   'roles:anubis':
     - match: pillar
     - anubis
+  # Prometheus + Alertmanager scraping every target the fleet publishes to the mine.
+  'roles:monitoring':
+    - match: pillar
+    - monitoring

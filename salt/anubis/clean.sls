@@ -12,8 +12,11 @@
 # pillar anubis:instances (stopped and disabled first), their nginx sites (nginx is
 # reloaded after `nginx -t` if it runs; nginx itself stays, see nginx.clean), every
 # file under config_dir, key_dir and the state directories (signing keys and bbolt
-# stores included), the mine entry, and the package or unpacked tarball. Stop
+# stores included), and the package or unpacked tarball; then the mine entry
+# opskit_targets is published again without the instances (common.mine). Stop
 # instances that are no longer in pillar yourself (systemctl disable --now anubis@NAME).
+include:
+  - common.mine
 {%- if anubis.runtime == "docker" %}
 
 # Runtime docker: the instances' containers go with the compose project.
@@ -66,12 +69,5 @@ anubis-clean-package-pkg-removed:
 anubis-clean-systemd-reload-module-run:
   module.run:
     - service.systemctl_reload: []
-    - onchanges:
-      - file: anubis-clean-files-file-absent
-
-anubis-clean-mine-module-run:
-  module.run:
-    - mine.delete:
-      - fun: {{ anubis.mine_name | json }}
     - onchanges:
       - file: anubis-clean-files-file-absent

@@ -1,4 +1,6 @@
-# Baseline for every host: packages, and files that show what the CMDB made of the host.
+# Baseline for every host: packages, files that show what the CMDB made of the host,
+# and the host's scrape targets in the Salt mine (published last in the run).
 include:
   - .package
   - .config
+  - .mine

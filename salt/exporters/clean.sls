@@ -1,4 +1,5 @@
-# Removes every exporter opskit installed and their mine entry.
+# Removes every exporter opskit installed, then publishes the host's scrape targets
+# again without them (common.mine).
 include:
   - .install.clean
-  - .mine.clean
+  - common.mine

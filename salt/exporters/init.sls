@@ -1,5 +1,6 @@
 # Prometheus exporters the host's pillar (CMDB) lists, as verified, hardened systemd
-# services, and their scrape targets in the Salt mine.
+# services; their scrape targets reach the Salt mine through opskit.targets, which
+# common.mine publishes after them.
 include:
   - .install
-  - .mine
+  - common.mine

@@ -127,8 +127,9 @@ def test_several_instances_get_their_own_unit_files_store_and_ports(modules):
         ["opskit-functional:9232"],
         ["127.0.0.1:9233"],  # bound to one address: that address is the target
     ]
-    mine = rendered["anubis-service-mine-targets-anubis-mine_published"]
-    assert _arg(mine, "name") == "anubis_targets"
+    # The targets reach the mine through opskit.targets, published by common.mine.
+    mine = rendered["common-mine-targets-opskit-targets_published"]
+    assert _arg(mine, "name") == "opskit_targets"
 
 
 def test_policy_file_is_valid_yaml_with_upstreams_keys(modules, loaders):

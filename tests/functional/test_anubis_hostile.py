@@ -84,7 +84,6 @@ HOSTILE = {
         ("instances", "a", "custom_real_ip_header"),
         "X-Real-IP\n",
     ),
-    "mine_name with a YAML state": (("mine_name",), "t\n" + INJECTED),
     "config_dir is /etc": (("config_dir",), "/etc"),
     "key_dir with ..": (("key_dir",), "/etc/anubis/../../root"),
     "release version with a newline": (("release", "version"), "1.27.0\n"),

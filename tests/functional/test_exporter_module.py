@@ -109,8 +109,14 @@ def _states_of(rendered: dict) -> dict:
     return rendered
 
 
-def test_formula_with_no_exporters_in_pillar_renders_nothing(modules):
-    assert _states_of(modules.state.show_sls("exporters", pillar={})) == {}
+def _own(rendered: dict) -> list[str]:
+    """The exporters formula's own states (it includes common.mine, which publishes)."""
+    assert "common-mine-targets-opskit-targets_published" in rendered
+    return sorted(state_id for state_id in rendered if state_id.startswith("exporters-"))
+
+
+def test_formula_with_no_exporters_in_pillar_renders_nothing_of_its_own(modules):
+    assert _own(_states_of(modules.state.show_sls("exporters", pillar={}))) == []
 
 
 def test_formula_maps_pillar_to_states_without_secrets(modules):
@@ -125,14 +131,12 @@ def test_formula_maps_pillar_to_states_without_secrets(modules):
         }
     }
     rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
-    assert sorted(rendered) == [
+    assert _own(rendered) == [
         "exporters-install-dcgm_exporter-absent",
         "exporters-install-nginx-package-installed",
         "exporters-install-nginx_exporter-installed",
         "exporters-install-node_exporter-installed",
         "exporters-install-redis_exporter-installed",
-        "exporters-mine-config-file-managed",
-        "exporters-mine-targets-sent",
     ]
 
     def args(state_id):
@@ -158,10 +162,8 @@ def test_formula_maps_pillar_to_states_without_secrets(modules):
     # No secret value is a state argument anywhere (they are read on the minion).
     assert REDIS_PASSWORD not in str(rendered)
     assert "env-secret" not in str(rendered)
-    mine = rendered["exporters-mine-targets-sent"]["module"]
-    assert {
-        "onchanges": [{"file": "exporters-mine-config-file-managed"}, {"sls": "exporters.install"}]
-    } in mine
+    # The targets are published after the exporters (common.mine, order: last).
+    assert {"order": "last"} in rendered["common-mine-targets-opskit-targets_published"]["opskit"]
 
 
 def test_formula_refuses_a_bad_pillar_before_rendering_any_state(modules):
@@ -184,13 +186,13 @@ def test_formula_refuses_a_bad_pillar_before_rendering_any_state(modules):
     assert "Use postgres_exporter 0.17.0 or newer" in error
 
 
-def test_clean_removes_every_catalog_exporter_and_the_mine_entry(modules):
+def test_clean_removes_every_catalog_exporter_and_publishes_the_targets_again(modules):
     rendered = _states_of(modules.state.show_sls("exporters.clean", pillar={}))
     absent = sorted(
         state["exporter"][0]["name"] for state in rendered.values() if "exporter" in state
     )
     assert absent == sorted(modules.exporter.list())
-    assert "exporters-mine-clean-config-file-absent" in rendered
+    assert "common-mine-targets-opskit-targets_published" in rendered
 
 
 # Hostile pillar (issue 11) ------------------------------------------------------------

@@ -152,7 +152,9 @@ def test_memory_guard_unit_follows_the_memory_limit(modules):
     rendered = _render(modules, pillar)
     assert (
         "ExecStart=/usr/bin/python3 /usr/local/lib/opskit/thumbnail-server-memory-guard "
-        "--unit thumbnail-server.service --limit-mb 4096 --interval 2 --samples 5"
+        "--unit thumbnail-server.service --limit-mb 4096 --interval 2 --samples 5 "
+        "--textfile /var/lib/node_exporter/textfile_collector/"
+        "opskit-memory-guard-thumbnail-server.service.prom"
     ) in _contents(rendered, "thumbnail-server-config-memory-guard-unit-file-managed")
     off = _render(modules, _pillar(systemd={"memory_guard": {"enabled": False}}))
     assert "thumbnail-server-service-memory-guard-service-dead" in off

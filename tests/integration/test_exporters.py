@@ -320,25 +320,28 @@ def test_postgres_exporter_refuses_a_known_bad_postgres_pair(synced, database):
 
 
 def test_mine_publishes_scrape_targets_to_other_hosts(synced, database):
-    """Another minion and the master read db-01's targets from the mine, and the lab
-    host (in the role of the Prometheus server) scrapes each of them."""
+    """Another minion and the master read db-01's targets from the mine (opskit_targets,
+    published by common.mine, which the exporters formula includes), and the lab host
+    scrapes each of them the way Prometheus would (scheme and path from the labels)."""
     lab = synced
-    result = lab.salt(THUMB, "mine.get", DB, "exporter_targets", timeout=60)
-    targets = (result.data or {}).get(THUMB, {}).get(DB)
-    assert targets, result
-    assert {name: t["target"] for name, t in targets.items()} == {
-        "node_exporter": "db-01.lab:9100",
-        "postgres_exporter": "db-01.lab:9187",
-        "redis_exporter": "db-01.lab:9121",
+    result = lab.salt(THUMB, "mine.get", DB, "opskit_targets", timeout=60)
+    groups = (result.data or {}).get(THUMB, {}).get(DB)
+    assert groups, result
+    targets = {g["labels"]["job"]: g for g in groups}
+    assert {job: g["targets"] for job, g in targets.items()} == {
+        "node_exporter": ["db-01.lab:9100"],
+        "postgres_exporter": ["db-01.lab:9187"],
+        "redis_exporter": ["db-01.lab:9121"],
     }
-    from_master = lab.salt_run("mine.get", DB, "exporter_targets")
-    assert (from_master.data or {}).get(DB) == targets, from_master
-    # Minions cannot reach each other here (the lab drops traffic between them), and the
-    # lab has no DNS: the lab host scrapes, connecting to db-01.lab's address.
+    assert {g["labels"]["minion"] for g in groups} == {DB}
+    from_master = lab.salt_run("mine.get", DB, "opskit_targets")
+    assert (from_master.data or {}).get(DB) == groups, from_master
+    # The lab has no DNS server: the lab host connects to db-01.lab's address.
     address = lab.minions[DB].spec.ip
-    for name, target in targets.items():
-        port = target["target"].rsplit(":", 1)[1]
-        url = f"{target['scheme']}://{address}:{port}{target['metrics_path']}"
+    for name, group in targets.items():
+        labels = group["labels"]
+        port = group["targets"][0].rsplit(":", 1)[1]
+        url = f"{labels['__scheme__']}://{address}:{port}{labels['__metrics_path__']}"
         body = requests.get(url, timeout=10).text
         prefix = {"node_exporter": "node_", "redis_exporter": "redis_up 1"}.get(name, "pg_up 1")
         assert re.search(rf"^{prefix}", body, re.MULTILINE), (name, body[-500:])
@@ -388,8 +391,10 @@ def test_node_exporter_serves_tls_and_basic_auth_from_its_web_config(synced, dat
         status = lab.salt(DB, "exporter.status", "node_exporter").data[DB]["node_exporter"]
         assert status["metrics_ok"] is True, status
         assert status["metrics"] == "answers (basic auth required)"
-        target = lab.salt(DB, "exporter.targets").data[DB]["node_exporter"]
-        assert target["scheme"] == "https"
+        groups = lab.salt(DB, "exporter.targets").data[DB]
+        node = next(g for g in groups if g["labels"]["job"] == "node_exporter")
+        assert node["labels"]["__scheme__"] == "https"
+        assert node["labels"]["__opskit_basic_auth__"] == "true"
     finally:
         states = apply(lab, DB, "exporters", record(DB))
     assert not failures(states), failures(states)
@@ -700,8 +705,9 @@ def test_a_hostile_cmdb_record_changes_nothing_and_fails_with_the_message(synced
 
 def test_removal_leaves_nothing_behind(synced, database, web_baseline):
     """exporters.clean removes every exporter with its unit, user, binaries, package,
-    configuration, secrets, cache, stub_status block and mine configuration: the
-    minions' files, users, groups and units are as before the first install."""
+    configuration, secrets, cache and stub_status block, and publishes the host's
+    targets again without them: the minions' files, users, groups and units are as
+    before the first install."""
     lab = synced
     for minion_id in (DB, WEB):
         states = apply(lab, minion_id, "exporters.clean", {})
@@ -712,4 +718,6 @@ def test_removal_leaves_nothing_behind(synced, database, web_baseline):
     assert sh(lab, DB, SNAPSHOT) == database
     assert sh(lab, WEB, SNAPSHOT) == web_baseline
     assert sh(lab, WEB, "nginx -t 2>&1")  # nginx still valid without the stub_status block
-    assert lab.salt(DB, "exporter.targets").data == {DB: {}}
+    assert lab.salt(DB, "exporter.targets").data == {DB: []}
+    mine = lab.salt_run("mine.get", DB, "opskit_targets").data or {}
+    assert [g for g in mine.get(DB, []) if g["labels"]["job"].endswith("_exporter")] == []

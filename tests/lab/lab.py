@@ -285,7 +285,11 @@ class Lab:
     ) -> None:
         self._say(f"booting {len(self.minions)} minions with systemd-nspawn")
         for minion in self.minions.values():
-            minion.prepare(image_root, docker_layers if minion.spec.docker else ())
+            minion.prepare(
+                image_root,
+                docker_layers if minion.spec.docker else (),
+                peers=tuple(self.specs),
+            )
             minion.start()
         with concurrent.futures.ThreadPoolExecutor(len(self.minions)) as pool:
             list(pool.map(lambda m: m.wait_booted(timeout=120), self.minions.values()))

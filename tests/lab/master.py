@@ -74,8 +74,12 @@ def master_overrides(cfg: LabConfig) -> dict:
         },
         "module_dirs": [str(REPO)],
         "ext_pillar": [ext_pillar_entry(cfg)],
-        # CMDB edit -> webhook (salt-api /hook/cmdb) -> reactor -> cmdb.hook runner.
-        "reactor": [{"salt/netapi/hook/cmdb": ["salt://reactor/cmdb-webhook.sls"]}],
+        # CMDB edit -> webhook (salt-api /hook/cmdb) -> reactor -> cmdb.hook runner;
+        # new scrape targets in the mine -> monitoring hosts rewrite their target files.
+        "reactor": [
+            {"salt/netapi/hook/cmdb": ["salt://reactor/cmdb-webhook.sls"]},
+            {"opskit/targets/published": ["salt://reactor/opskit-targets.sls"]},
+        ],
         "cmdb_webhook": {"secret_file": str(cmdb_webhook_secret_file(cfg))},
         "timeout": 30,
         "gather_job_timeout": 30,

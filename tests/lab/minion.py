@@ -75,9 +75,16 @@ class Minion:
         return self.spec.minion_id
 
     # Lifecycle ---------------------------------------------------------------------
-    def prepare(self, image: pathlib.Path, layers: tuple[pathlib.Path, ...] = ()) -> None:
+    def prepare(
+        self,
+        image: pathlib.Path,
+        layers: tuple[pathlib.Path, ...] = (),
+        peers: tuple[MinionSpec, ...] = (),
+    ) -> None:
         """Mount a fresh overlay of ``image`` (under the read-only ``layers``, topmost
-        first) and write this minion's identity into it."""
+        first) and write this minion's identity into it; ``peers`` (the lab's other
+        minions) get /etc/hosts entries, since the lab has no DNS and a monitoring host
+        scrapes the others by name."""
         for path in (self.root, self.upper, self.work):
             path.mkdir(parents=True, exist_ok=True)
         if self.spec.docker:
@@ -92,16 +99,19 @@ class Minion:
         )
         if proc.returncode != 0:
             raise LabError(f"cannot mount the overlay for {self.minion_id}: {proc.stderr.strip()}")
-        self._write_identity()
+        self._write_identity(peers)
 
-    def _write_identity(self) -> None:
+    def _write_identity(self, peers: tuple[MinionSpec, ...]) -> None:
         cfg, spec = self.cfg, self.spec
+        others = "".join(
+            f"{peer.ip} {peer.minion_id} {peer.machine}\n" for peer in peers if peer != spec
+        )
         files = {
             "etc/hostname": f"{spec.machine}\n",
             "etc/machine-id": uuid.uuid4().hex + "\n",
             "etc/hosts": (
                 f"127.0.0.1 localhost\n{spec.ip} {spec.minion_id} {spec.machine}\n"
-                f"{cfg.host_ip} salt lab-host\n"
+                f"{cfg.host_ip} salt lab-host\n{others}"
             ),
             "etc/systemd/network/10-host0.network": (
                 "[Match]\nName=host0\n\n[Network]\n"

@@ -403,8 +403,11 @@ def test_unit_files_quote_what_systemd_would_interpret():
     guard = _plan(_config(memory_limit=8192))["systemd"]["guard_unit_file"].splitlines()
     assert (
         "ExecStart=/usr/bin/python3 /usr/local/lib/opskit/thumbnail-server-memory-guard "
-        "--unit thumbnail-server.service --limit-mb 8192 --interval 10 --samples 3"
+        "--unit thumbnail-server.service --limit-mb 8192 --interval 10 --samples 3 "
+        "--textfile /var/lib/node_exporter/textfile_collector/"
+        "opskit-memory-guard-thumbnail-server.service.prom"
     ) in guard
+    assert "ReadWritePaths=-/var/lib/node_exporter/textfile_collector" in guard
 
 
 def test_systemd_mode_puts_the_releases_seafobj_on_pythonpath():

@@ -6,6 +6,8 @@
 {%- if anubis.instances %}
 include:
   - {{ (tplroot ~ ".config") | json }}
+  # Publishes the instances' metrics targets (opskit.targets) to the mine at the end.
+  - common.mine
 {%-   for inst in anubis.instances %}
 {%-     if docker %}
 {%-       set service_req = {"anubis": "anubis-service-container-" ~ inst.name ~ "-anubis-container_running"} %}
@@ -53,16 +55,5 @@ include:
 {%-     endif %}
     - require:
       - {{ service_req | json }}
-{%-   endfor %}
-
-# The monitoring host reads the targets with mine.get (key anubis_targets by default).
-anubis-service-mine-targets-anubis-mine_published:
-  anubis.mine_published:
-    - name: {{ anubis.mine_name | json }}
-    - targets: {{ anubis.targets | json }}
-    - require:
-      - file: anubis-config-registry-file-serialize
-{%-   for inst in anubis.instances %}
-      - {{ {"anubis": "anubis-service-healthz-" ~ inst.name ~ "-anubis-healthy"} | json }}
 {%-   endfor %}
 {%- endif %}
