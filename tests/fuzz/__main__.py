@@ -5,7 +5,7 @@
     .venv/bin/python -m tests.fuzz --formula tuning --show 20
 
 Exit status 0 when nothing failed in the selected formulas, 1 otherwise (the PENDING
-list in tests/functional/test_fuzz_pillar.py is not consulted here).
+list in tests/fuzz/test_fuzz_pillar.py is not consulted here).
 """
 
 from __future__ import annotations

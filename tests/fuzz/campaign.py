@@ -18,8 +18,8 @@ import time
 
 from tests.fuzz import engine
 
-FAILING = ("unclear-refusal", "changed-states", "leaked", "validator", "baseline-failed")
-INJECTIONS = ("changed-states", "leaked", "validator")
+FAILING = ("unclear-refusal", "changed-states", "leaked", "shell", "validator", "baseline-failed")
+INJECTIONS = ("changed-states", "leaked", "shell", "validator")
 
 # Messages of the external validators that mean the file is not what was meant (a
 # line or directive too many, quoting broken), as opposed to what this host lacks

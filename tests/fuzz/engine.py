@@ -6,7 +6,9 @@ A (key, value) pair passes when the render is refused with a message naming the 
 or when it compiles to the same state IDs and functions as the unmodified pillar and
 no generated text (state arguments, file contents, templates rendered by
 ``file.managed``) carries a control, format or line-separator character the
-unmodified pillar did not produce, nor the hostile value's line breaks. The nginx and
+unmodified pillar did not produce, nor the hostile value's line breaks, and no string a
+shell parses (``unless``, ``onlyif``, ``check_cmd``, a ``cmd`` state's command) carries
+the hostile value. The nginx and
 systemd files produced are checked afterwards with ``nginx -t`` and
 ``systemd-analyze verify`` (identical outputs once).
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import logging
 import os
 import pathlib
 import re
@@ -42,6 +45,16 @@ _REF_RE = re.compile(
     re.MULTILINE,
 )
 _REFUSED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+_TOP_MATCH_RE = re.compile(r"""^\s*['"]?([A-Za-z0-9_-]+):[^\n]*\n\s*-\s*match:\s*pillar""", re.M)
+
+
+def top_roots() -> set[str]:
+    """The pillar roots salt/top.sls reads or matches on (must equal TOP_ROOTS: the
+    engine reuses the top file's matches for every other root)."""
+    text = (REPO / "salt" / "top.sls").read_text(encoding="utf-8")
+    return set(_READ_RE.findall(text)) | set(_TOP_MATCH_RE.findall(text))
 
 
 def formulas() -> list[str]:
@@ -208,6 +221,9 @@ def _memoise_salt():
     import jinja2
     import salt.fileclient
 
+    if getattr(jinja2.Environment.compile, "opskit_fuzz", False):
+        return
+
     original = jinja2.Environment.compile
     compiled = {}
 
@@ -226,6 +242,7 @@ def _memoise_salt():
             compiled[key] = original(self, source, name, filename, raw, defer_init)
         return compiled[key]
 
+    compile_once.opskit_fuzz = True
     jinja2.Environment.compile = compile_once
     for cls, name in (
         (salt.fileclient.Client, "cache_file"),
@@ -234,18 +251,35 @@ def _memoise_salt():
         fetched, fetch = {}, getattr(cls, name)
 
         def once(self, *args, _fetch=fetch, _fetched=fetched, **kwargs):
-            key = (args, tuple(sorted(kwargs.items())))
+            # Per file_roots: the engine's self-test renders fixture trees too.
+            roots = repr(self.opts.get("file_roots"))
+            key = (roots, args, tuple(sorted(kwargs.items())))
             if key not in _fetched:
                 _fetched[key] = _fetch(self, *args, **kwargs)
             return _fetched[key]
 
         setattr(cls, name, once)
 
+    # The host's listening sockets (anubis checks its listen addresses against them at
+    # render time): psutil walks every process's fds, about 2 s on a busy host, and the
+    # answer is the same for every case of a run.
+    import opskit_net
+
+    sockets, listening = {}, opskit_net.listening_sockets
+
+    def listening_once(*args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in sockets:
+            sockets[key] = listening(*args, **kwargs)
+        return copy.deepcopy(sockets[key])
+
+    opskit_net.listening_sockets = listening_once
+
 
 class Renderer:
     """An in-process minion rendering SLS for ever-changing pillars."""
 
-    def __init__(self, minion_id: str = "fuzz-minion"):
+    def __init__(self, minion_id: str = "fuzz-minion", file_roots: list[str] | None = None):
         import salt.config
         import salt.state
         import yaml
@@ -265,7 +299,7 @@ class Renderer:
                     "pki_dir": f"{self.root}/pki",
                     "sock_dir": f"{self.root}/sock",
                     "log_file": f"{self.root}/minion.log",
-                    "file_roots": {"base": [str(REPO / "salt")]},
+                    "file_roots": {"base": file_roots or [str(REPO / "salt")]},
                     "module_dirs": [str(REPO)],
                     "state_top": "salt://top.sls",
                     "log_level": "quiet",
@@ -293,6 +327,19 @@ class Renderer:
         ]
         self._opts = [self.high.opts, state.opts, *(x.opts for x in self._loaders)]
         self._templates = {}
+        # Stop at the first SLS that fails to render (the refusal the user reads first);
+        # the other SLS of the run would only repeat the same settings check.
+        self._failed = False
+        render_state = self.high.render_state
+
+        def render_state_until_failure(*args, **kwargs):
+            if self._failed:
+                return {}, []
+            state, errors = render_state(*args, **kwargs)
+            self._failed = bool(errors)
+            return state, errors
+
+        self.high.render_state = render_state_until_failure
 
     def set_pillar(self, pillar: dict, minion_id: str) -> None:
         new = copy.deepcopy(pillar)
@@ -315,6 +362,7 @@ class Renderer:
     def render(self, sls: list[str]):
         """(chunks, errors) for these SLS under the current pillar."""
         self.high.building_highstate = {}
+        self._failed = False
         try:
             high, errors = self.high.render_highstate({"base": list(sls)})
         except Exception as err:  # noqa: BLE001 - a crash is an outcome to report
@@ -388,6 +436,27 @@ def _strings(value):
             yield from _strings(item)
 
 
+# State arguments a shell (or shlex) reads: a pillar value must never be part of them
+# (issue 11, "No shell strings from pillar"); argv lists are data and are not checked.
+SHELL_ARGS = ("unless", "onlyif", "check_cmd")
+CMD_SHELL_ARGS = ("name", "args")
+
+
+def shell_strings(chunks) -> dict[str, str]:
+    """Every string a shell would parse in the compiled states, keyed by where."""
+    found = {}
+    for chunk in chunks:
+        where = f"{chunk['__id__']}|{chunk['state']}.{chunk['fun']}"
+        names = SHELL_ARGS + (CMD_SHELL_ARGS if chunk["state"] == "cmd" else ())
+        for key in names:
+            value = chunk.get(key)
+            items = value if isinstance(value, list) and key in SHELL_ARGS else [value]
+            for i, item in enumerate(items):
+                if isinstance(item, str):
+                    found[f"{where}|{key}|{i}"] = item
+    return found
+
+
 def refused_chars(text: str) -> set[str]:
     return {c for c in text if c != "\n" and unicodedata.category(c) in _REFUSED}
 
@@ -425,7 +494,8 @@ def validated_files(renderer: Renderer, chunks) -> dict[str, tuple[str, str]]:
 @dataclasses.dataclass
 class Outcome:
     case: Case
-    verdict: str  # refused | same | unclear-refusal | changed-states | leaked | baseline-failed
+    # refused | same | unclear-refusal | changed-states | leaked | shell | baseline-failed
+    verdict: str
     detail: str = ""
     files: dict = dataclasses.field(default_factory=dict)
 
@@ -435,15 +505,19 @@ def _product(sls: list[str]) -> list[str]:
     return [s for s in sls if (REPO / "salt" / s.split(".")[0]).is_dir()]
 
 
-def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:  # noqa: PLR0911
-    pillar = mutate(source.pillar, case)
-    renderer.set_pillar(pillar, source.minion_id)
+def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads) -> Outcome:
     root = str(case.path[0])
     # A hostile top-level key is just an unknown pillar key: compare with no such root.
     inert_root = root if case.kind == "key" and len(case.path) == 1 else None
     top = None
+    if source.sls is None and root not in TOP_ROOTS:
+        # The top file reads only TOP_ROOTS: its matches are the unmodified pillar's
+        # (computed once; before the mutated pillar is set, as it sets its own).
+        top = baseline["top"](None)
+    pillar = mutate(source.pillar, case)
+    renderer.set_pillar(pillar, source.minion_id)
     if source.sls is None:
-        top = renderer.top_sls()
+        top = top if top is not None else renderer.top_sls()
         sls = _product(top)
         if root not in TOP_ROOTS:  # only what reads the root, plus what the top added
             sls = [
@@ -477,14 +551,23 @@ def judge(case: Case, source: Source, renderer: Renderer, baseline: dict, reads)
         extra = sorted(set(have) - set(want))[:3]
         missing = sorted(set(want) - set(have))[:3]
         return Outcome(case, "changed-states", f"new: {extra} gone: {missing}")
-    hostile = corpus.VALUES[case.label] if case.kind == "value" else corpus.KEYS[case.label]
     allowed = baseline["chars"](tuple(sls), inert_root)
+    return _inert(case, renderer, chunks, base_chunks, allowed)
+
+
+def _inert(case: Case, renderer: Renderer, chunks, base_chunks, allowed: set) -> Outcome:
+    """The verdict on a render that compiled to the baseline's states."""
+    hostile = corpus.VALUES[case.label] if case.kind == "value" else corpus.KEYS[case.label]
     for where, text in outputs(renderer, chunks).items():
         bad = refused_chars(text) - allowed
         if bad:
             return Outcome(case, "leaked", f"{where}: {sorted(map(repr, bad))} in {_short(text)}")
         if "\n" in hostile and hostile in text:
             return Outcome(case, "leaked", f"{where}: the value's line break in {_short(text)}")
+    known = set(shell_strings(base_chunks).values())
+    for where, text in shell_strings(chunks).items():
+        if hostile in text and text not in known:
+            return Outcome(case, "shell", f"{where}: the pillar value in {_short(text)}")
     return Outcome(case, "same", files=validated_files(renderer, chunks))
 
 
@@ -500,6 +583,10 @@ _WORKER: dict = {}
 
 
 def _worker_init():
+    # Verdicts come from the render's return value, never from logs: a worker forked
+    # from pytest (log_level DEBUG) would otherwise format and capture every debug
+    # record Salt's loader and renderers emit, for each of thousands of renders.
+    logging.disable(logging.CRITICAL)
     _WORKER["renderer"] = Renderer()
     _WORKER["reads"] = pillar_reads()
     _WORKER["baselines"] = {}
@@ -560,6 +647,11 @@ def run_batch(batch: list[Case]) -> list[Outcome]:
 def baseline_problems(names: list[str]) -> list[str]:
     """Sources whose unmodified pillar does not render (the fuzz would mean nothing)."""
     problems = []
+    if top_roots() != set(TOP_ROOTS):
+        problems.append(
+            f"salt/top.sls reads pillar {sorted(top_roots())}, the engine's TOP_ROOTS "
+            f"are {sorted(TOP_ROOTS)}: update TOP_ROOTS in tests/fuzz/engine.py"
+        )
     for name in names:
         source = _WORKER["sources"][name]
         baseline = _baseline(source)

@@ -1,6 +1,7 @@
 """SLS lint: pillar data reaches SLS only as data.
 
-Every ``{{ ... }}`` in SLS text (``salt/**/*.sls`` and the Jinja files SLS import:
+Every ``{{ ... }}`` in SLS text (``salt/**/*.sls``, the lab's ``tests/lab/salt/**/*.sls``
+and the Jinja files SLS import:
 ``map.jinja``, ``macros.jinja``; templates under ``files/`` render config files and
 are covered by ``opskit_formats`` instead) must
 
@@ -48,6 +49,8 @@ def linted_files() -> list[str]:
     salt = REPO / "salt"
     files = [p for p in salt.rglob("*.sls")]
     files += [p for p in salt.rglob("*.jinja") if "files" not in p.relative_to(salt).parts]
+    # The lab's own SLS (tests/lab/salt) read the lab hosts' CMDB records and grains too.
+    files += [p for p in (REPO / "tests" / "lab" / "salt").rglob("*.sls")]
     return sorted(str(p.relative_to(REPO)) for p in files)
 
 

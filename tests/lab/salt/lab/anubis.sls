@@ -7,6 +7,7 @@
 # `order: 1` runs these before the formulas: nginx -t needs the certificate to exist.
 {%- set host = grains["id"] %}
 {%- set ip = (grains.get("ipv4") or []) | reject("equalto", "127.0.0.1") | first %}
+{%- set tls_dir = "/etc/opskit-lab/tls" %}
 
 lab-anubis-openssl-pkg-installed:
   pkg.installed:
@@ -15,19 +16,21 @@ lab-anubis-openssl-pkg-installed:
 
 lab-anubis-tls-dir-file-directory:
   file.directory:
-    - name: /etc/opskit-lab/tls
+    - name: {{ tls_dir | json }}
     - mode: "0700"
     - makedirs: true
     - order: 1
 
 lab-anubis-tls-cert-cmd-run:
   cmd.run:
-    - name: >-
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes
-        -days 3650 -subj /CN={{ host }}
-        -addext "subjectAltName=DNS:{{ host }},IP:{{ ip }}"
-        -keyout /etc/opskit-lab/tls/{{ host }}.key -out /etc/opskit-lab/tls/{{ host }}.pem
-    - creates: /etc/opskit-lab/tls/{{ host }}.pem
+    # The minion id is data: each word is shell-quoted, the whole command is a string.
+{%- set key = tls_dir ~ "/" ~ host ~ ".key" %}
+{%- set cert = tls_dir ~ "/" ~ host ~ ".pem" %}
+    - name: {{ ("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj "
+                ~ ("/CN=" ~ host) | quote
+                ~ " -addext " ~ ("subjectAltName=DNS:" ~ host ~ ",IP:" ~ ip) | quote
+                ~ " -keyout " ~ key | quote ~ " -out " ~ cert | quote) | json }}
+    - creates: {{ cert | json }}
     - order: 1
     - require:
       - pkg: lab-anubis-openssl-pkg-installed

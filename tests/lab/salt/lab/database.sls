@@ -11,6 +11,30 @@
 {%- set pg_password = lab.get("postgres_password", "lab-postgres-password") %}
 {%- set pg_major = lab.get("postgres_major", 15) %}
 {%- set pg_conf = "/etc/postgresql/" ~ pg_major ~ "/main" %}
+{#- Files are built here and reach the SLS as data (| json), like every formula's. #}
+{%- set redis_conf = [
+      "# opskit lab: plain port 6379 and TLS port 6380 (client certificates required).",
+      "bind * -::*",
+      "protected-mode no",
+      "requirepass \"" ~ redis_password ~ "\"",
+      "tls-port 6380",
+      "tls-cert-file " ~ pki ~ "/redis.crt",
+      "tls-key-file " ~ pki ~ "/redis.key",
+      "tls-ca-cert-file " ~ pki ~ "/ca.crt",
+      "tls-auth-clients yes",
+      ""] | join("\n") %}
+{%- set pg_ssl_conf = [
+      "# opskit lab: TLS with the lab CA; clients must present a certificate.",
+      "listen_addresses = '*'",
+      "ssl = on",
+      "ssl_cert_file = '" ~ pki ~ "/postgres.crt'",
+      "ssl_key_file = '" ~ pki ~ "/postgres.key'",
+      "ssl_ca_file = '" ~ pki ~ "/ca.crt'",
+      ""] | join("\n") %}
+{%- set pg_role_sql = [
+      "CREATE ROLE exporter LOGIN PASSWORD '" ~ pg_password | replace("'", "''") ~ "';",
+      "GRANT pg_monitor TO exporter;",
+      ""] | join("\n") %}
 
 lab-database-packages-installed:
   pkg.installed:
@@ -22,8 +46,8 @@ lab-database-packages-installed:
 lab-database-pki-generated:
   cmd.script:
     - source: salt://lab/files/make-pki.sh
-    - args: {{ pki }} {{ grains["id"] }}
-    - creates: {{ pki }}/.complete
+    - args: {{ (pki | quote ~ " " ~ grains["id"] | quote) | json }}
+    - creates: {{ (pki ~ "/.complete") | json }}
     - require:
       - pkg: lab-database-packages-installed
 
@@ -33,16 +57,7 @@ lab-database-redis-config-managed:
     - user: redis
     - group: redis
     - mode: "0640"
-    - contents: |
-        # opskit lab: plain port 6379 and TLS port 6380 (client certificates required).
-        bind * -::*
-        protected-mode no
-        requirepass "{{ redis_password }}"
-        tls-port 6380
-        tls-cert-file {{ pki }}/redis.crt
-        tls-key-file {{ pki }}/redis.key
-        tls-ca-cert-file {{ pki }}/ca.crt
-        tls-auth-clients yes
+    - contents: {{ redis_conf | json }}
     - require:
       - cmd: lab-database-pki-generated
 
@@ -66,24 +81,18 @@ lab-database-redis-service-running:
 
 lab-database-postgres-ssl-managed:
   file.managed:
-    - name: {{ pg_conf }}/conf.d/opskit-lab.conf
+    - name: {{ (pg_conf ~ "/conf.d/opskit-lab.conf") | json }}
     - user: postgres
     - group: postgres
     - mode: "0644"
     - makedirs: true
-    - contents: |
-        # opskit lab: TLS with the lab CA; clients must present a certificate.
-        listen_addresses = '*'
-        ssl = on
-        ssl_cert_file = '{{ pki }}/postgres.crt'
-        ssl_key_file = '{{ pki }}/postgres.key'
-        ssl_ca_file = '{{ pki }}/ca.crt'
+    - contents: {{ pg_ssl_conf | json }}
     - require:
       - cmd: lab-database-pki-generated
 
 lab-database-postgres-hba-managed:
   file.managed:
-    - name: {{ pg_conf }}/pg_hba.conf
+    - name: {{ (pg_conf ~ "/pg_hba.conf") | json }}
     - user: postgres
     - group: postgres
     - mode: "0640"
@@ -99,7 +108,7 @@ lab-database-postgres-hba-managed:
 
 lab-database-postgres-service-running:
   service.running:
-    - name: postgresql@{{ pg_major }}-main
+    - name: {{ ("postgresql@" ~ pg_major ~ "-main") | json }}
     - enable: true
     - watch:
       - file: lab-database-postgres-ssl-managed
@@ -109,9 +118,7 @@ lab-database-postgres-exporter-role-present:
   cmd.run:
     - name: psql -v ON_ERROR_STOP=1 -q
     - runas: postgres
-    - stdin: |
-        CREATE ROLE exporter LOGIN PASSWORD '{{ pg_password | replace("'", "''") }}';
-        GRANT pg_monitor TO exporter;
+    - stdin: {{ pg_role_sql | json }}
     - unless: psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'exporter'" | grep -q 1
     - require:
       - service: lab-database-postgres-service-running
