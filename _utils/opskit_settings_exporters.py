@@ -19,6 +19,8 @@ from pillar on the minion (:data:`SECRET_OPTIONS`, derived from the schema).
 
 from __future__ import annotations
 
+import copy
+
 # The plan imports this module too (a cycle that is fine: neither uses the other's
 # names at import time). It is imported here, not inside check(): opskit.settings puts
 # the synced _utils directory on sys.path only while it imports this module.
@@ -264,14 +266,37 @@ SECRET_OPTIONS = {
     name: sorted(set(_secret_paths(schema))) for name, schema in EXPORTER_SCHEMAS.items()
 }
 
+
+def _defaults_schema() -> s.Map:
+    """``defaults`` is merged under each listed exporter's options, so its keys are the
+    options exporters know, checked here too: a bad value is reported as
+    ``exporters:defaults:<option>`` (not only under each exporter it was merged into).
+    An option whose form differs between exporters takes any of those forms here; the
+    exporter's own schema checks the merged result."""
+    variants: dict[str, list[s.Type]] = {}
+    for schema in EXPORTER_SCHEMAS.values():
+        for key, kind in schema.fields.items():
+            known = variants.setdefault(key, [])
+            if all(other.describe() != kind.describe() for other in known):
+                known.append(kind)
+    fields = {}
+    for key, kinds in variants.items():
+        if len(kinds) == 1:
+            shared = copy.copy(kinds[0])
+            shared.optional, shared.default = True, s.MISSING
+        else:
+            shared = s.OneOf(*kinds, optional=True)
+        fields[key] = shared
+    return s.Map(
+        fields,
+        default={},
+        doc="options every listed exporter gets (merged under its own)",
+    )
+
+
 SCHEMA = s.Map(
     {
-        "defaults": s.Map(
-            {},
-            extra=True,
-            default={},
-            doc="options every listed exporter gets (merged under its own)",
-        ),
+        "defaults": _defaults_schema(),
         "versions": s.Map(
             {
                 name: s.Str(

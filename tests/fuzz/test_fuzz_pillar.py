@@ -19,15 +19,7 @@ from tests.fuzz import campaign
 pytestmark = pytest.mark.fuzz
 
 # formula (whose schema owns the pillar root) -> (owner area, failing pairs allowed).
-PENDING = {
-    # 0 injections. Left: unclear refusals. A bad value under exporters:defaults is
-    # reported under each exporter it was merged into (exporters:node_exporter:base_url,
-    # not exporters:defaults:base_url).
-    "exporters": ("exporters", 135),
-    # monitoring:prometheus:rule_groups:0:... is reported as
-    # monitoring:prometheus:rule_groups:groups:0:... (an extra "groups" step).
-    "monitoring": ("monitoring", 15),
-}
+PENDING: dict[str, tuple[str, int]] = {}
 
 
 def test_hostile_pillar_is_refused_or_inert():

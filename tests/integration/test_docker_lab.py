@@ -34,6 +34,7 @@ PROJECT_DIR = "/opt/opskit-lab-docker-probe"
 PROJECT = "opskit-probe"
 PORT = 18180  # the container's port 80, published on the minion's 127.0.0.1
 NGINX_PORT = 18181  # the minion's nginx site in front of it
+PROBE_SITE = "/etc/nginx/conf.d/opskit-lab-docker-probe.conf"
 THUMBNAIL = docker_images.THUMBNAIL.tag
 ANUBIS = docker_images.ANUBIS.tag
 
@@ -143,12 +144,15 @@ def probe(dock):
         print(f"\n[docker lab] compose up -d: {time.monotonic() - started:.1f}s")
         apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light"
         _sh(dock, apt, timeout=300)
-        dock.run(["tee", "/etc/nginx/sites-enabled/opskit-lab-docker-probe"], input_text=site)
+        # conf.d/*.conf: Debian's nginx.conf and the nginx formula's both include it
+        # (the formula leaves sites-enabled out unless include_sites_enabled is set, and
+        # dock-01's session highstate applies the formula).
+        dock.run(["tee", PROBE_SITE], input_text=site)
         dock.run(["systemctl", "reload-or-restart", "nginx"])
         yield env
     finally:
         _compose(dock, "down", "--volumes", check=False)
-        _sh(dock, f"rm -rf {PROJECT_DIR} /etc/nginx/sites-enabled/opskit-lab-docker-probe")
+        _sh(dock, f"rm -rf {PROJECT_DIR} {PROBE_SITE}")
         dock.run(["systemctl", "reload-or-restart", "nginx"], check=False)
 
 

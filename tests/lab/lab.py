@@ -313,6 +313,15 @@ class Lab:
         argv = ["timeout", "150", "apt-get", "update", "-q", "-o", "Acquire::http::Timeout=30"]
         proc = minion.run(argv, check=False, timeout=180)
         if proc.returncode != 0:
+            # apt-cacher-ng sometimes stalls one client when several minions fetch the
+            # same index at once (seen in CI: the InRelease answered, then nothing). A
+            # second attempt finds the index cached; a second failure is real.
+            self._say(
+                f"{minion.minion_id}: apt-get update failed (exit {proc.returncode}); "
+                "trying once more"
+            )
+            proc = minion.run(argv, check=False, timeout=180)
+        if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).strip()[-1500:]
             raise LabError(
                 f"apt-get update on {minion.minion_id} through the lab's apt proxy "
