@@ -43,6 +43,7 @@ import subprocess
 import time
 
 from tests.lab.config import LabConfig
+from tests.lab.image import prune_idle
 from tests.lab.image import unmount_under
 from tests.lab.procs import LabError
 from tests.lab.procs import file_lock
@@ -252,23 +253,8 @@ def ensure_layer(cfg: LabConfig, base_rootfs: pathlib.Path) -> pathlib.Path:
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)
         _log(f"Docker layer {key} ready in {time.monotonic() - started:.0f}s")
-    _prune(layers, keep=target)
+    prune_idle(layers, keep=target, what="Docker layer")
     return target / "layer"
-
-
-def _prune(layers: pathlib.Path, keep: pathlib.Path, max_idle_days: int = 2) -> None:
-    """Delete other layers that nothing mounts and nothing used for a while."""
-    with open("/proc/self/mounts", encoding="utf-8") as mounts:
-        in_use = mounts.read()
-    idle_after = time.time() - max_idle_days * 86400
-    for candidate in layers.iterdir():
-        if candidate == keep or not candidate.is_dir() or candidate.name.endswith(".building"):
-            continue
-        marker = candidate / ".complete"
-        if str(candidate) in in_use or (marker.exists() and marker.stat().st_mtime > idle_after):
-            continue
-        _log(f"removing unused Docker layer {candidate.name}")
-        shutil.rmtree(candidate, ignore_errors=True)
 
 
 def mount_data_root(path: pathlib.Path) -> None:

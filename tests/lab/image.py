@@ -139,7 +139,7 @@ def ensure_image(cfg: LabConfig) -> pathlib.Path:
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)
         _log(f"image {target.name} ready in {time.monotonic() - started:.0f}s")
-    _prune_images(images, keep=target)
+    prune_idle(images, keep=target, what="image")
     return target / "rootfs"
 
 
@@ -196,20 +196,23 @@ def _build(rootfs: pathlib.Path, wheelhouse: pathlib.Path) -> None:
     _run(["chroot", str(rootfs), "apt-get", "clean"])
 
 
-def _prune_images(images: pathlib.Path, keep: pathlib.Path, max_idle_days: int = 2) -> None:
-    """Delete other cached images that nothing mounts and nothing used for a while.
+def prune_idle(
+    directory: pathlib.Path, keep: pathlib.Path, what: str, max_idle_days: int = 2
+) -> None:
+    """Delete other cache entries (images, Docker layers) under ``directory`` that nothing
+    mounts and nothing used for a while.
 
     Labs of other checkouts (another recipe, so another key) may share the cache, so an
-    image is only removed once it has been idle for ``max_idle_days``.
+    entry is only removed once it has been idle for ``max_idle_days``.
     """
     with open("/proc/self/mounts", encoding="utf-8") as mounts:
         in_use = mounts.read()
     idle_after = time.time() - max_idle_days * 86400
-    for candidate in images.iterdir():
+    for candidate in directory.iterdir():
         if candidate == keep or not candidate.is_dir() or candidate.name.endswith(".building"):
             continue
         marker = candidate / ".complete"
         if str(candidate) in in_use or (marker.exists() and marker.stat().st_mtime > idle_after):
             continue
-        _log(f"removing unused image {candidate.name}")
+        _log(f"removing unused {what} {candidate.name}")
         shutil.rmtree(candidate, ignore_errors=True)
