@@ -380,7 +380,10 @@ def targets() -> list:
 def validate(exporters: dict) -> bool:
     """
     Check a whole ``exporters`` mapping (as the formula's pillar holds it) without
-    changing anything; raise with every problem found, each naming exporter and option.
+    changing anything, as the formula does when it renders (``opskit.check``: the
+    schema in ``_utils/opskit_settings_exporters.py``); raise with every problem found,
+    each naming its key path (exporter and option). Host facts (CPU architecture, GPU)
+    are checked when an exporter is installed.
 
     CLI Example:
 
@@ -388,29 +391,7 @@ def validate(exporters: dict) -> bool:
 
         salt '*' exporter.validate '{node_exporter: {version: 1.8.2}}'
     """
-    if not isinstance(exporters, dict):
-        raise _invocation_error(ValueError("exporters must be a mapping of exporter -> options"))
-    problems = []
-    for name, given in exporters.items():
-        options = given or {}
-        if not isinstance(options, dict):
-            problems.append(f"{name}: options must be a mapping, got {options!r}")
-            continue
-        ensure = options.get("ensure", "present")
-        if ensure not in ("present", "absent"):
-            problems.append(f"{name}: ensure must be present or absent, got {ensure!r}")
-            continue
-        try:
-            if ensure == "absent":
-                if name not in catalog.CATALOG:
-                    raise ValueError(f"unknown exporter {name!r}")
-                continue
-            options = {k: v for k, v in options.items() if k != "ensure"}
-            if name not in catalog.CATALOG:
-                raise ValueError(f"unknown exporter {name!r}")
-            plan.build(name, _with_pillar_secrets(name, options), __grains__.get("cpuarch", ""))
-        except (ValueError, SaltInvocationError) as err:
-            problems.append(str(err))
+    problems = __salt__["opskit.check"]("exporters", exporters)
     if problems:
         raise SaltInvocationError(
             f"{_minion()}: invalid exporters pillar:\n  " + "\n  ".join(problems)

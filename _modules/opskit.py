@@ -162,6 +162,7 @@ def _validated(formula: str, data):
         raise CommandExecutionError(f"{formula!r} is not a formula name")
     module = _settings_module(formula)
     root = getattr(module, "ROOT", formula)
+    data = getattr(module, "prepare", lambda settings: settings)(data)
     try:
         result = opskit_schema.validate(module.SCHEMA, data, root=root)
     except opskit_schema.SettingsError as err:
@@ -188,8 +189,10 @@ def settings(formula: str, data) -> dict:
 
     The schema lives in ``_utils/opskit_settings_<formula>.py`` (``-`` written as
     ``_``): ``SCHEMA`` (an ``opskit_schema`` type, usually a ``Map``), optionally
-    ``ROOT`` (the key path prefix in messages, default the formula name) and
-    ``check(settings)`` for rules across keys, which returns (or yields)
+    ``ROOT`` (the key path prefix in messages, default the formula name),
+    ``prepare(settings)`` returning the settings as the schema checks them (e.g. shared
+    options merged into each entry; values of the wrong type left for the schema to
+    refuse) and ``check(settings)`` for rules across keys, which returns (or yields)
     ``(key_path, message)`` or ``(key_path, value, message)`` for what is wrong.
 
     CLI Example:

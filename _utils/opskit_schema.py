@@ -383,15 +383,22 @@ class List(Type):
 
 class Map(Type):
     """A mapping with fixed fields ``{name: Type}``. Unknown keys are refused (listing
-    the known ones) unless ``extra=True``, which passes them through unchecked; prefer
-    :class:`DictOf` for open key sets."""
+    the known ones; a subclass may say more in :meth:`unknown`) unless ``extra=True``,
+    which passes them through unchecked; prefer :class:`DictOf` for open key sets.
+    ``removed`` maps keys that were options once to what to do instead: such a key is
+    refused with that text rather than as unknown."""
 
     name = "mapping"
 
-    def __init__(self, fields: dict, *, extra=False, **kw):
+    def __init__(self, fields: dict, *, extra=False, removed=None, **kw):
         super().__init__(**kw)
         self.fields = fields
         self.extra = extra
+        self.removed = dict(removed or {})
+
+    def unknown(self, key) -> str:
+        """The message for ``key``, which is no field."""
+        return f"unknown key (known: {', '.join(self.fields)})"
 
     def describe(self):
         return "a mapping with keys " + ", ".join(self.fields)
@@ -411,12 +418,8 @@ class Map(Type):
                 if self.extra and isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
                     out[key] = val
                     continue
-                problems.add(
-                    key_path(path, key),
-                    val,
-                    f"unknown key (known: {', '.join(self.fields)})",
-                    secret,
-                )
+                message = self.removed.get(key) if isinstance(key, str) else None
+                problems.add(key_path(path, key), val, message or self.unknown(key), secret)
         for name, kind in self.fields.items():
             where = key_path(path, name)
             if name in value:

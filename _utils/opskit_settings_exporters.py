@@ -2,16 +2,19 @@
 options (``exporter.install``'s keyword arguments, ``exporter.installed``'s state
 arguments): the one declaration both are validated against, with ``opskit_schema``.
 
-``map.jinja`` merges each exporter's options (``defaults`` under the exporter's own,
-the ``versions`` entry where an archive install names none) and calls
-``opskit.settings("exporters", ...)``: :data:`SCHEMA` checks every value (types,
-patterns anchored at both ends, paths, URLs without credentials except where a
-secret may carry them, listen addresses), :func:`check` then every rule across options
-that needs no host facts (a version that lacks an option, PostgreSQL and DCGM pairs,
-web configuration support, mirror URL templates). The host's own facts (its CPU
-architecture, its GPU) are checked by ``exporter.installed`` on the minion. The
-execution module validates its keyword arguments with :func:`validate_options`, the
-same per-exporter schema, before it plans anything.
+``map.jinja`` calls ``opskit.settings("exporters", ...)`` with the pillar (over the
+formula's defaults), and ``exporter.validate`` calls ``opskit.check`` with a mapping it
+is given: the same path. :func:`prepare` merges each exporter's options (``defaults``
+under the exporter's own, the ``versions`` entry where an archive install names none),
+then :data:`SCHEMA` checks every key and value (exporter names, types, ``ensure``,
+patterns anchored at both ends, paths, URLs without credentials except where a secret
+may carry them, listen addresses) and, per exporter, every rule across options that
+needs no host facts (a version that lacks an option, PostgreSQL and DCGM pairs, web
+configuration support, mirror URL templates): one error lists every problem of every
+exporter. The host's own facts (its CPU architecture, its GPU) are checked by
+``exporter.installed`` on the minion. The execution module validates its keyword
+arguments with :func:`validate_options`, the same per-exporter schema, before it plans
+anything.
 
 Options marked secret are never rendered into state arguments; the module reads them
 from pillar on the minion (:data:`SECRET_OPTIONS`, derived from the schema).
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import copy
 
+import salt.utils.dictupdate
+
 # The plan imports this module too (a cycle that is fine: neither uses the other's
-# names at import time). It is imported here, not inside check(): opskit.settings puts
-# the synced _utils directory on sys.path only while it imports this module.
+# names at import time). It is imported here, not when SCHEMA validates: opskit.settings
+# puts the synced _utils directory on sys.path only while it imports this module.
 try:
     import opskit_exporter_catalog as catalog  # synced from file_roots, or module_dirs
     import opskit_exporter_plan as plan
@@ -244,12 +249,42 @@ EXTRA = {
 }
 
 
-def exporter_schema(name: str) -> s.Map:
-    """The options of exporter ``name`` (a catalog name)."""
+class Options(s.Map):
+    """The options of one exporter. With ``rules=True`` (the formula's pillar), options
+    that are valid one by one are then checked against the rules across options (the
+    plan's: a version that lacks an option, PostgreSQL and DCGM pairs, web configuration
+    support, mirror URL templates; no host facts), unless ``ensure`` is ``absent``, and a
+    broken rule is reported under ``exporters:<name>``, next to every other exporter's
+    problems."""
+
+    def __init__(self, exporter: str, fields: dict, *, rules: bool = False, **kw):
+        super().__init__(fields, **kw)
+        self.exporter = exporter
+        self.rules = rules
+
+    def describe(self):
+        return f"a mapping of {self.exporter}'s options"
+
+    def convert(self, value, path, problems, secret):
+        before = len(problems.items)
+        result = super().convert(value, path, problems, secret)
+        if not self.rules or len(problems.items) > before or result.get("ensure") == "absent":
+            return result
+        try:
+            plan.build(self.exporter, result, None)
+        except ValueError as err:
+            problems.items.append((path, "", str(err).removeprefix(f"{self.exporter}: ")))
+        return result
+
+
+def exporter_schema(name: str, rules: bool = False, **kw) -> Options:
+    """The options of exporter ``name`` (a catalog name); ``rules``: see :class:`Options`."""
     exporter = catalog.CATALOG[name]
-    return s.Map({**_common(exporter), **EXTRA[name]()}, doc=exporter.description)
+    fields = {**_common(exporter), **EXTRA[name]()}
+    return Options(name, fields, rules=rules, doc=exporter.description, **kw)
 
 
+# What the plan validates options with (the rules across options are the plan's own).
 EXPORTER_SCHEMAS = {name: exporter_schema(name) for name in catalog.CATALOG}
 
 
@@ -294,7 +329,33 @@ def _defaults_schema() -> s.Map:
     )
 
 
-SCHEMA = s.Map(
+class Pillar(s.Map):
+    """Pillar ``exporters``: an exporter's name (a catalog name) with its options, or
+    one of the formula's own settings; any other key is refused, saying which names
+    opskit knows."""
+
+    def settings(self) -> list[str]:
+        return [key for key in self.fields if key not in catalog.CATALOG]
+
+    def describe(self):
+        settings = ", ".join(self.settings())
+        return f"a mapping of exporter names to their options, with the settings {settings}"
+
+    def unknown(self, key) -> str:
+        exporters, settings = ", ".join(sorted(catalog.CATALOG)), ", ".join(self.settings())
+        return (
+            f"unknown key: no exporter opskit knows ({exporters}) and no setting of the "
+            f"formula ({settings})"
+        )
+
+
+MINE_REMOVED = (
+    "removed after opskit 0.1.0: scrape targets are published by "
+    "opskit.targets (the mine entry opskit_targets) from the common formula's "
+    "common.mine, which the exporters formula includes; delete this key"
+)
+
+SCHEMA = Pillar(
     {
         "defaults": _defaults_schema(),
         "versions": s.Map(
@@ -308,22 +369,6 @@ SCHEMA = s.Map(
             },
             default={},
             doc="version installed when an archive install names none",
-        ),
-        "mine": s.Map(
-            {
-                "enabled": s.Bool(default=True, doc="publish scrape targets to the mine"),
-                "function": s.Str(
-                    r"[A-Za-z_][A-Za-z0-9_]{0,63}",
-                    hint="a mine function name",
-                    default="exporter_targets",
-                ),
-                "config_file": s.Path(
-                    default="/etc/salt/minion.d/opskit-exporters-mine.conf",
-                    doc="minion configuration declaring the mine function",
-                ),
-            },
-            default={},
-            doc="publishing scrape targets",
         ),
         "nginx_package": s.Str(PACKAGE, hint="a package name", nullable=True),
         "tofs": s.Map(
@@ -350,11 +395,9 @@ SCHEMA = s.Map(
             default={},
             doc="where site templates are looked up (TOFS)",
         ),
-        **{
-            name: s.Map(schema.fields, nullable=True, doc=schema.doc)
-            for name, schema in EXPORTER_SCHEMAS.items()
-        },
-    }
+        **{name: exporter_schema(name, rules=True, nullable=True) for name in catalog.CATALOG},
+    },
+    removed={"mine": MINE_REMOVED},
 )
 
 
@@ -364,14 +407,30 @@ def validate_options(name: str, options: dict) -> dict:
     return s.validate(EXPORTER_SCHEMAS[name], options, root=f"exporters:{name}")
 
 
-def check(settings: dict):
-    """Rules across options, per listed exporter (no host facts: those are checked on
-    the minion when the exporter is installed)."""
+def prepare(pillar):
+    """The pillar as the schema checks it, merged as the formula merges it: ``defaults``
+    under each listed exporter's own options, then the ``versions`` entry where an
+    archive install names no version. Values of the wrong type are left as they are, for
+    the schema to refuse by key path. ``opskit.settings`` (``map.jinja``) and
+    ``exporter.validate`` both go through here."""
+    if not isinstance(pillar, dict):
+        return pillar
+    shared = pillar.get("defaults")
+    shared = shared if isinstance(shared, dict) else {}
+    versions = pillar.get("versions")
+    versions = versions if isinstance(versions, dict) else {}
+    merged = dict(pillar)
     for name in catalog.CATALOG:
-        options = settings.get(name)
-        if not options or options.get("ensure") == "absent":
+        own = pillar.get(name)
+        if name not in pillar or (own is not None and not isinstance(own, dict)):
             continue
-        try:
-            plan.build(name, options, None)
-        except ValueError as err:
-            yield f"exporters:{name}", str(err).removeprefix(f"{name}: ")
+        options = salt.utils.dictupdate.merge(shared, own or {}, strategy="recurse")
+        if (
+            options.get("ensure", "present") == "present"
+            and options.get("source", "archive") == "archive"
+            and options.get("version") is None
+            and name in versions
+        ):
+            options["version"] = versions[name]
+        merged[name] = options
+    return merged

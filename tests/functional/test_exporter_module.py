@@ -6,6 +6,7 @@ without systemd (rendering, validation, refusals); installs run in the lab
 from __future__ import annotations
 
 import pytest
+from salt.exceptions import SaltInvocationError
 
 REDIS_PASSWORD = "functional-redis-secret"
 BCRYPT = "$2y$10$" + "c" * 53
@@ -55,8 +56,6 @@ def test_render_shows_the_unit_and_hides_secrets(modules):
 
 
 def test_validate_reports_every_problem_at_once(modules):
-    from salt.exceptions import SaltInvocationError
-
     with pytest.raises(SaltInvocationError) as err:
         modules.exporter.validate(
             {
@@ -69,11 +68,38 @@ def test_validate_reports_every_problem_at_once(modules):
     message = str(err.value)
     assert "opskit-functional: invalid exporters pillar" in message
     assert "exporters:node_exporter:version = 'latest': must be an exact release" in message
-    assert "redis_exporter: flag --redis.password would put a secret" in message
-    assert "unknown exporter 'gpu_exporter'" in message
-    assert "postgres_exporter: options must be a mapping" in message
+    assert "exporters:redis_exporter: flag --redis.password would put a secret" in message
+    # The schema's wording (exporter.validate goes through opskit.check, as map.jinja's
+    # opskit.settings does); it was "unknown exporter 'gpu_exporter'" and
+    # "postgres_exporter: options must be a mapping" from a hand-written pre-check.
+    assert (
+        "exporters:gpu_exporter = {'ensure': 'absent'}: unknown key: no exporter opskit "
+        "knows (dcgm_exporter, nginx_exporter, node_exporter, postgres_exporter, "
+        "redis_exporter) and no setting of the formula (defaults, versions, nginx_package, "
+        "tofs)"
+    ) in message
+    assert (
+        "exporters:postgres_exporter = 'yes': must be a mapping of postgres_exporter's options"
+    ) in message
+    assert len(message.splitlines()) == 5  # the heading and the four problems
     assert modules.exporter.validate({}) is True
     assert modules.exporter.validate({"dcgm_exporter": {"ensure": "absent"}}) is True
+
+
+def test_validate_merges_defaults_and_versions_as_the_formula_does(modules):
+    """exporter.validate checks a pillar as map.jinja does (one path): `defaults` merged
+    under each exporter, the `versions` entry where an archive install names none."""
+    pillar = {
+        "defaults": {"listen_address": "127.0.0.1:9100"},
+        "versions": {"node_exporter": "1.8.2"},
+        "node_exporter": None,
+    }
+    assert modules.exporter.validate(pillar) is True
+    with pytest.raises(SaltInvocationError, match="version is required with source: archive"):
+        modules.exporter.validate({**pillar, "versions": {}})
+    with pytest.raises(SaltInvocationError) as err:
+        modules.exporter.validate({**pillar, "defaults": {"listen_address": "[::1%eth0]:9"}})
+    assert "exporters:defaults:listen_address = '[::1%eth0]:9'" in str(err.value)
 
 
 def test_validated_state(states, testmode):
@@ -253,19 +279,26 @@ def test_scrape_uri_credentials_stay_out_of_state_arguments(modules):
     assert "scrape-pw" not in str(rendered)
 
 
-def test_a_hostile_mine_function_name_compiles_no_state(modules):
-    """The mine SLS printed exporters:mine:function raw into a state argument and a
-    minion configuration file: a newline there started new YAML. It is validated with
-    the rest of the mapping now, and rendered only through |json."""
-    pillar = {
-        "exporters": {
-            "node_exporter": {"version": "1.5.0"},
-            "mine": {"function": "exporter_targets\nmaster: attacker.example"},
-        }
-    }
+@pytest.mark.parametrize(
+    "mine",
+    [
+        {"enabled": False},
+        {"function": "exporter_targets\nmaster: attacker.example"},
+        None,
+    ],
+)
+def test_the_removed_mine_key_is_refused_saying_what_to_do(modules, mine):
+    """`exporters:mine` configured the exporters' own mine function (gone: opskit.targets,
+    published by common.mine, is the one mechanism). A pillar that still sets it, even to
+    null, fails the render naming the key and what to do, rather than being ignored or
+    refused as an unknown key; no state is compiled."""
+    pillar = {"exporters": {"node_exporter": {"version": "1.5.0"}, "mine": mine}}
     error = _render_error(modules, pillar)
-    assert "exporters:mine:function = 'exporter_targets\\nmaster: attacker.example'" in error
-    assert "contains a line feed" in error
+    assert "exporters: 1 invalid setting" in error
+    assert "exporters:mine = " in error
+    assert "removed after opskit 0.1.0: scrape targets are published by opskit.targets" in error
+    assert "delete this key" in error
+    assert "unknown key" not in error
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 ``_modules/opskit.py`` puts the synced ``_utils`` directory on ``sys.path`` only while
 it imports ``opskit_settings_<formula>`` and takes it off again before it calls
-``check()``. An import made inside ``check()`` then failed on every minion of the lab
+``prepare()`` and validates against ``SCHEMA``, whose per-exporter rules build the
+plan. An import made only then (it was in ``check()``) failed on every minion of the lab
 ("No module named 'saltext'", the pip fallback) although the unit and functional
 tiers, which keep ``_utils`` on ``sys.path``, passed. This runs the same sequence in a
 fresh interpreter.
@@ -10,6 +11,7 @@ fresh interpreter.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -25,16 +27,20 @@ SCRIPT = textwrap.dedent(
         module = importlib.import_module("opskit_settings_exporters")
     finally:
         sys.path.remove(utils)
-    problems = list(module.check({
-        "node_exporter": {"ensure": "present", "source": "archive", "version": None},
+    pillar = module.prepare({
+        "defaults": {"source": "archive"},
+        "node_exporter": {"ensure": "present", "version": None},
         "redis_exporter": {"ensure": "absent"},
-    }))
-    print(json.dumps(problems))
+    })
+    try:
+        module.s.validate(module.SCHEMA, pillar, root="exporters")
+    except module.s.SettingsError as err:
+        print(json.dumps(err.problems))
     """
 )
 
 
-def test_check_runs_after_the_utils_directory_left_sys_path():
+def test_the_rules_run_after_the_utils_directory_left_sys_path():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(REPO / "_utils")],
         capture_output=True,
@@ -43,4 +49,10 @@ def test_check_runs_after_the_utils_directory_left_sys_path():
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "version is required with source: archive" in result.stdout
+    assert json.loads(result.stdout) == [
+        [
+            "exporters:node_exporter",
+            "",
+            "version is required with source: archive (opskit installs pinned releases)",
+        ]
+    ]
