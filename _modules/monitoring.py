@@ -19,14 +19,15 @@ import json
 import pathlib
 import re
 
-import requests
 from salt.exceptions import CommandExecutionError
 
 try:
     import opskit_files  # synced from file_roots, or module_dirs
+    import opskit_health
     import opskit_monitoring
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_files
+    from saltext.opskit.utils import opskit_health
     from saltext.opskit.utils import opskit_monitoring
 
 __virtualname__ = "monitoring"
@@ -283,12 +284,11 @@ def reload_status(url: str, metric: str, timeout: float = 5) -> dict:
         salt mon-01 monitoring.reload_status http://127.0.0.1:9090 prometheus_config
     """
     endpoint = f"{url.rstrip('/')}/metrics"
-    try:
-        response = requests.get(endpoint, timeout=timeout)
-        response.raise_for_status()
-    except requests.RequestException as err:
-        raise CommandExecutionError(f"{_minion()}: cannot read {endpoint}: {err}") from err
-    values = dict(_METRIC_RE.findall(response.text))
+    answer = opskit_health.probe(endpoint, timeout=float(timeout), body_limit=None)
+    if not answer["healthy"]:
+        why = answer.get("error") or f"HTTP {answer['status']}"
+        raise CommandExecutionError(f"{_minion()}: cannot read {answer['url']}: {why}")
+    values = dict(_METRIC_RE.findall(answer["body"]))
     names = (f"{metric}_last_reload_successful", f"{metric}_last_reload_success_timestamp_seconds")
     if not all(name in values for name in names):
         raise CommandExecutionError(

@@ -15,9 +15,13 @@ the last reload succeeded.
 from __future__ import annotations
 
 import os
-import time
 
 from salt.exceptions import CommandExecutionError
+
+try:  # synced from file_roots, or module_dirs
+    import opskit_health
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_health
 
 __virtualname__ = "monitoring"
 
@@ -67,15 +71,23 @@ def _main_pid(service):
     return __salt__["service.show"](service).get("MainPID")
 
 
-def _status(url, metric, deadline):
-    """The daemon's reload metrics, waiting (until ``deadline``) for it to answer."""
-    while True:
+def _status(url, metric, timeout, settled=None):
+    """The daemon's reload metrics, waiting up to ``timeout`` seconds
+    (``opskit_health.wait_until``) for it to answer and, when given, for
+    ``settled(status)`` to hold. Raises the last ``CommandExecutionError`` when it never
+    answered; returns ``(status, settled)``."""
+
+    def look(left):
         try:
-            return __salt__["monitoring.reload_status"](url, metric)
-        except CommandExecutionError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)
+            status = __salt__["monitoring.reload_status"](url, metric, timeout=min(5.0, left))
+        except CommandExecutionError as err:
+            return False, err
+        return settled is None or settled(status), status
+
+    seen = opskit_health.wait_until(look, timeout=timeout, interval=0.2 if settled else 0.5)
+    if isinstance(seen.value, CommandExecutionError):
+        raise seen.value
+    return seen.value, seen.done
 
 
 def _newest(files):
@@ -117,7 +129,7 @@ def reloaded(name, url, metric, files=(), timeout=30, **kwargs):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
-        status = _status(url, metric, time.monotonic() + timeout)
+        status, _ = _status(url, metric, timeout)
     except CommandExecutionError as err:
         ret["result"] = False if not __opts__["test"] else None
         ret["comment"] = f"{name}: {err}"
@@ -140,6 +152,27 @@ def reloaded(name, url, metric, files=(), timeout=30, **kwargs):
     return ret
 
 
+def _reload_failure(name, url, metric, timeout, before):
+    """Why ``name`` did not take a reload after ``before`` (its earlier status) within
+    ``timeout`` seconds, or None when its new configuration is live."""
+    try:
+        status, done = _status(
+            url,
+            metric,
+            timeout,
+            settled=lambda now: now["timestamp"] > before["timestamp"] and now["successful"],
+        )
+    except CommandExecutionError as err:
+        return f"{name} stopped answering after its reload: {err}"
+    if done:
+        return None
+    return (
+        f"{name} did not reload its configuration within {timeout}s "
+        f"({metric}_last_reload_successful {int(status['successful'])}); "
+        f"see journalctl -u {name}"
+    )
+
+
 def mod_watch(name, url, metric, timeout=30, **kwargs):
     """Reload ``name`` (SIGHUP through ``systemctl reload``) and verify the reload."""
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
@@ -148,9 +181,8 @@ def mod_watch(name, url, metric, timeout=30, **kwargs):
         ret["comment"] = f"{name} would be reloaded (not restarted)."
         ret["changes"] = {name: {"old": "running", "new": "reloaded"}}
         return ret
-    deadline = time.monotonic() + timeout
     try:
-        before = _status(url, metric, deadline)
+        before, _ = _status(url, metric, timeout)
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = f"{name} was not reloaded: {err}"
@@ -160,19 +192,11 @@ def mod_watch(name, url, metric, timeout=30, **kwargs):
         ret["result"] = False
         ret["comment"] = f"systemctl reload {name} failed; see journalctl -u {name}"
         return ret
-    while True:
-        status = _status(url, metric, deadline)
-        if status["timestamp"] > before["timestamp"] and status["successful"]:
-            break
-        if time.monotonic() >= deadline:
-            ret["result"] = False
-            ret["comment"] = (
-                f"{name} did not reload its configuration within {timeout}s "
-                f"({metric}_last_reload_successful {int(status['successful'])}); "
-                f"see journalctl -u {name}"
-            )
-            return ret
-        time.sleep(0.2)
+    failure = _reload_failure(name, url, metric, timeout, before)
+    if failure:
+        ret["result"] = False
+        ret["comment"] = failure
+        return ret
     after = _main_pid(name)
     if after != pid:
         ret["result"] = False

@@ -3,9 +3,10 @@ before.
 
 ``verify`` waits until the unit is active and ``/metrics`` answers with the exporter's
 own series (and its ``*_up`` series is 1: it reaches what it watches), or raises
-``NotHealthy``. ``Undo`` remembers files, the ``current`` link, created directories and
-a created user before the install touches them; ``roll_back`` restores them and starts
-what ran before again.
+``NotHealthy``; the request and the wait are opskit's one health wait
+(``opskit_health.probe`` and ``wait_until``). ``Undo`` remembers files, the ``current``
+link, created directories and a created user before the install touches them;
+``roll_back`` restores them and starts what ran before again.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ import dataclasses
 import os
 import pathlib
 import re
-import time
-import warnings
 
 from salt.exceptions import CommandExecutionError
 
 try:
     import opskit_exporter_catalog as catalog  # synced from file_roots, or module_dirs
     import opskit_exporter_host as host_mod
+    import opskit_health
     import opskit_net
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_exporter_catalog as catalog
     from saltext.opskit.utils import opskit_exporter_host as host_mod
+    from saltext.opskit.utils import opskit_health
     from saltext.opskit.utils import opskit_net
 
 
@@ -76,31 +77,29 @@ class Probe:
         )
 
 
-def scrape(probe: Probe) -> dict:
-    """GET /metrics once: {"ok": bool, "detail": str, "body": str | None}."""
-    import requests
-    import urllib3
-
+def metrics_url(probe: Probe) -> str:
     host = opskit_net.probe_host(probe.listen_host)
-    url = f"{probe.scheme}://{opskit_net.format_listen(host, probe.listen_port)}/metrics"
-    session = requests.Session()
-    session.trust_env = False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            # Our own service on this host: the certificate names the host, not loopback.
-            response = session.get(url, timeout=5, verify=False)
-    except requests.exceptions.SSLError as err:
-        if probe.client_auth:
+    return f"{probe.scheme}://{opskit_net.format_listen(host, probe.listen_port)}/metrics"
+
+
+def scrape(probe: Probe, timeout: float = 5) -> dict:
+    """GET /metrics once (``opskit_health.probe``): {"ok": bool, "detail": str,
+    "body": str | None}. An exporter that refuses us for want of a client certificate
+    or basic-auth credentials answers, which is all this host can check."""
+    url = metrics_url(probe)
+    # Our own service on this host: its certificate names the host, not the loopback.
+    answer = opskit_health.probe(url, timeout=timeout, verify=False, body_limit=None)
+    if answer["status"] is None:
+        if answer["tls"] and probe.client_auth:
             return {"ok": True, "detail": "answers (TLS client certificate required)", "body": None}
-        return {"ok": False, "detail": f"TLS error on {url}: {err}", "body": None}
-    except requests.RequestException as err:
-        return {"ok": False, "detail": f"{url} does not answer: {err}", "body": None}
-    if response.status_code == 401 and probe.basic_auth:
+        if answer["tls"]:
+            return {"ok": False, "detail": f"TLS error on {url}: {answer['error']}", "body": None}
+        return {"ok": False, "detail": f"{url} does not answer: {answer['error']}", "body": None}
+    if answer["status"] == 401 and probe.basic_auth:
         return {"ok": True, "detail": "answers (basic auth required)", "body": None}
-    if response.status_code != 200:
-        return {"ok": False, "detail": f"{url} answered HTTP {response.status_code}", "body": None}
-    return {"ok": True, "detail": f"{url} answers", "body": response.text}
+    if not answer["healthy"]:
+        return {"ok": False, "detail": f"{url} answered HTTP {answer['status']}", "body": None}
+    return {"ok": True, "detail": f"{url} answers", "body": answer["body"]}
 
 
 def series_problem(probe: Probe, body: str) -> str | None:
@@ -120,9 +119,9 @@ def series_problem(probe: Probe, body: str) -> str | None:
     return None
 
 
-def health(probe: Probe) -> tuple[str | None, dict]:
+def health(probe: Probe, timeout: float = 5) -> tuple[str | None, dict]:
     """(problem or None, the scrape) for one look at /metrics."""
-    result = scrape(probe)
+    result = scrape(probe, timeout)
     problem = None if result["ok"] else result["detail"]
     if problem is None and result["body"] is not None:
         problem = series_problem(probe, result["body"])
@@ -145,28 +144,30 @@ class NotHealthy(Exception):
         self.hard = hard
 
 
-def verify(host, d) -> str:
-    """Wait until the unit is active and /metrics shows healthy series; else raise."""
-    deadline = time.monotonic() + d.verify_timeout
+def verify(host, d, interval: float = 1.0) -> str:
+    """Wait (``opskit_health.wait_until``) until the unit is active and /metrics shows
+    healthy series; else raise :class:`NotHealthy` with the last problem. A postgres
+    exporter too old for the server it reaches fails at once (``hard``)."""
     probe = Probe.of(d)
-    while True:
+
+    def look(left):
         state = host.active(d.unit_name)
-        if state == "active":
-            problem, result = health(probe)
-            if problem is None and result["body"] and d.name == "postgres_exporter" and d.version:
-                major = postgres_server_major(result["body"])
-                if major is not None:
-                    try:
-                        catalog.postgres_compatibility(d.version, major)
-                    except catalog.CompatibilityError as err:
-                        raise NotHealthy(str(err), hard=True) from err
-            if problem is None:
-                return result["detail"]
-        else:
-            problem = f"unit {d.unit_name} is {state}"
-        if time.monotonic() > deadline:
-            raise NotHealthy(f"after {d.verify_timeout}s: {problem}")
-        time.sleep(1)
+        if state != "active":
+            return False, f"unit {d.unit_name} is {state}"
+        problem, result = health(probe, timeout=min(5.0, left))
+        if problem is None and result["body"] and d.name == "postgres_exporter" and d.version:
+            major = postgres_server_major(result["body"])
+            if major is not None:
+                try:
+                    catalog.postgres_compatibility(d.version, major)
+                except catalog.CompatibilityError as err:
+                    raise NotHealthy(str(err), hard=True) from err
+        return problem is None, problem or result["detail"]
+
+    seen = opskit_health.wait_until(look, timeout=d.verify_timeout, interval=interval)
+    if not seen.done:
+        raise NotHealthy(f"after {d.verify_timeout}s: {seen.value}")
+    return seen.value
 
 
 def switch_link(link: str, target: str) -> None:

@@ -80,3 +80,55 @@ def test_body_expectation(server):
     answer = opskit_health.probe(url, expect="pong")
     assert answer["status"] == 200
     assert answer["healthy"] is False
+
+
+def test_body_limit_none_returns_the_whole_body(server):
+    url, state = server
+    state.update(status=200, body=b"x" * 5000 + b"END")
+    assert opskit_health.probe(url)["body"] == "x" * 512
+    whole = opskit_health.probe(url, body_limit=None)["body"]
+    assert len(whole) == 5003
+    assert whole.endswith("END")
+
+
+def test_a_tls_handshake_failure_is_marked_tls(server):
+    url, _ = server  # plain HTTP: a TLS client gets no handshake from it
+    answer = opskit_health.probe(url.replace("http://", "https://"), verify=False)
+    assert answer["status"] is None
+    assert answer["tls"] is True
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    refused = opskit_health.probe(f"https://127.0.0.1:{port}/", verify=False)
+    assert refused["status"] is None
+    assert refused["tls"] is False
+
+
+def test_wait_until_stops_when_done_and_counts_attempts():
+    calls = []
+
+    def look(left):
+        calls.append(left)
+        return len(calls) == 3, f"look {len(calls)}"
+
+    seen = opskit_health.wait_until(look, timeout=10, interval=0.01)
+    assert (seen.done, seen.value, seen.attempts) == (True, "look 3", 3)
+    assert all(0 < left <= 10 for left in calls)
+
+
+def test_wait_until_gives_up_at_the_deadline_with_the_last_value():
+    started = time.monotonic()
+    seen = opskit_health.wait_until(lambda left: (False, "never"), timeout=0.5, interval=0.1)
+    took = time.monotonic() - started
+    assert seen.done is False
+    assert seen.value == "never"
+    assert 2 <= seen.attempts <= 6
+    assert took < 2
+
+
+def test_wait_until_lets_an_error_from_the_check_end_the_wait():
+    def look(left):
+        raise ValueError("hard failure")
+
+    with pytest.raises(ValueError, match="hard failure"):
+        opskit_health.wait_until(look, timeout=5, interval=0.1)
