@@ -26,10 +26,12 @@ from salt.exceptions import SaltInvocationError
 try:
     import opskit_files  # synced from file_roots, or module_dirs
     import opskit_formats
+    import opskit_health
     import opskit_jemalloc
 except ImportError:  # installed with pip
     from saltext.opskit.utils import opskit_files
     from saltext.opskit.utils import opskit_formats
+    from saltext.opskit.utils import opskit_health
     from saltext.opskit.utils import opskit_jemalloc
 
 __virtualname__ = "jemalloc"
@@ -363,33 +365,34 @@ def wait_for_main_process(unit: str, loaded: bool, timeout: float = 15) -> dict:
         salt '*' jemalloc.wait_for_main_process thumbnail-server.service loaded=True
     """
     unit = unit_name(unit)
-    deadline = time.monotonic() + float(timeout)
     last = {"main_pid": 0, "executable": "", "loaded": None, "mapped": []}
-    while True:
+
+    def look(left):
         status = unit_status(unit)
         pid = status["main_pid"]
         if status["active_state"] == "failed":
             raise CommandExecutionError(
                 f"{_minion()}: {unit} failed after its restart; see journalctl -u {unit}"
             )
-        if pid:
-            exe = _executable(pid)
-            settled = exe and os.path.basename(exe) not in _SYSTEMD_EXECUTABLES
-            try:
-                paths = mapped(pid)
-            except CommandExecutionError:
-                paths, settled = [], False  # exited meanwhile; systemd may restart it
-            last = {"main_pid": pid, "executable": exe, "loaded": bool(paths), "mapped": paths}
-            if settled and bool(paths) == loaded:
-                if loaded:
-                    return last
-                # The loader maps preloads right after exec: look once more.
-                time.sleep(0.3)
-                if not mapped(pid):
-                    return last
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
+        if not pid:
+            return False, last
+        exe = _executable(pid)
+        settled = exe and os.path.basename(exe) not in _SYSTEMD_EXECUTABLES
+        try:
+            paths = mapped(pid)
+        except CommandExecutionError:
+            paths, settled = [], False  # exited meanwhile; systemd may restart it
+        last.update(main_pid=pid, executable=exe, loaded=bool(paths), mapped=paths)
+        if not settled or bool(paths) != loaded:
+            return False, last
+        if loaded:
+            return True, last
+        # The loader maps preloads right after exec: look once more.
+        time.sleep(0.3)
+        return not mapped(pid), last
+
+    if opskit_health.wait_until(look, timeout=float(timeout), interval=0.2).done:
+        return dict(last)
     if loaded:
         raise CommandExecutionError(
             f"{_minion()}: jemalloc is not mapped into {unit}'s main process "

@@ -10,9 +10,12 @@ files at once instead of at their next highstate.
 
 from __future__ import annotations
 
-import time
-
 from salt.exceptions import CommandExecutionError
+
+try:  # synced from file_roots, or module_dirs
+    import opskit_health
+except ImportError:  # installed with pip
+    from saltext.opskit.utils import opskit_health
 
 __virtualname__ = "opskit"
 
@@ -35,12 +38,12 @@ def _mine_settled(minion, name, wanted, timeout):
     minion's main process forwards to the master (salt/modules/mine.py, ``_mine_send``:
     fire_event, then a fixed ``time.sleep(0.5)``), so on a busy master the first read
     can still see the old entry."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def look(left):
         held = _mine_entry(minion, name)
-        if held == wanted or time.monotonic() >= deadline:
-            return held
-        time.sleep(0.5)
+        return held == wanted, held
+
+    return opskit_health.wait_until(look, timeout=timeout, interval=0.5).value
 
 
 def _notify(ret, minion, name):

@@ -1,11 +1,13 @@
-"""The one HTTP health wait: probe a URL until it answers healthy or a deadline passes.
+"""The one health wait: probe a URL until it answers healthy or a deadline passes; and
+the one wait loop every opskit wait runs on.
 
 :func:`probe` asks once and reports what came back; :func:`wait_healthy` repeats it
 until the answer is healthy (status, and optionally a body substring) or the deadline
 passes, then returns the answer or raises :class:`HealthError` naming the URL (without
 credentials), how long it waited and the last status or error. :func:`wait_until` is
 the loop itself (deadline, interval, attempts) for checks that judge more than one
-answer, such as an exporter's unit state plus its ``/metrics`` series. Requests never go
+answer, such as an exporter's unit state plus its ``/metrics`` series, a reload's
+timestamp, a process's mapped libraries or the Salt mine. Requests never go
 through a proxy from the environment (health URLs are local) and never follow
 redirects.
 """

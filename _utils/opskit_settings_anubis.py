@@ -326,6 +326,12 @@ DOCKER = s.Map(
     doc="runtime docker: one container per instance in one compose project",
 )
 
+MINE_NAME_REMOVED = (
+    "removed after opskit 0.1.0: Anubis metrics targets are published by opskit.targets "
+    "(the mine entry opskit_targets) from the common formula's common.mine, which the "
+    "anubis formula includes; delete this key"
+)
+
 SCHEMA = Settings(
     {
         "runtime": s.Str(
@@ -382,7 +388,8 @@ SCHEMA = Settings(
             default={},
             placeholder="<instance>",
         ),
-    }
+    },
+    removed={"mine_name": MINE_NAME_REMOVED},
 )
 
 

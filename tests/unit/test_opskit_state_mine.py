@@ -52,7 +52,7 @@ def _state(mine, monkeypatch):
         "mine.delete": mine.delete,
         "event.send": lambda tag, data: mine.events.append(tag) or True,
     }
-    monkeypatch.setattr(module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(module.opskit_health.time, "sleep", lambda seconds: None)
     return module
 
 

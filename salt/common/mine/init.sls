@@ -8,8 +8,11 @@ common-mine-targets-opskit-targets_published:
     - name: opskit_targets
     - order: last
 
-# The exporters formula used to declare its own mine function in this file; its
-# entry (exporter_targets) goes with it.
+# Before opskit_targets, the exporters formula declared its own mine function in this
+# file (entry exporter_targets) and the anubis formula sent anubis_targets; both go.
+# exporter_targets is deleted once, with the file: until the minion restarts, its
+# mine_interval may publish it again from the configuration it loaded. anubis_targets
+# was sent by a state, so opskit.targets_absent removes it for good (no change once gone).
 common-mine-legacy-config-file-absent:
   file.absent:
     - name: /etc/salt/minion.d/opskit-exporters-mine.conf
@@ -20,3 +23,7 @@ common-mine-legacy-entry-module-run:
       - fun: exporter_targets
     - onchanges:
       - file: common-mine-legacy-config-file-absent
+
+common-mine-legacy-anubis-targets-absent:
+  opskit.targets_absent:
+    - name: anubis_targets

@@ -1,0 +1,53 @@
+"""The common formula's mine SLS: opskit_targets published, the entries opskit used
+before it removed. The mine here is the masterless one (``mine_cache`` in the minion's
+data store, which ``mine.get`` and ``mine.delete`` use when ``file_client`` is local);
+the lab's master-side mine is exercised by tests/integration/test_monitoring.py."""
+
+from __future__ import annotations
+
+OLD = [{"targets": ["web-01:9201"], "labels": {"job": "anubis", "instance_name": "app"}}]
+CURRENT = [{"targets": ["web-01:9100"], "labels": {"job": "node_exporter"}}]
+
+
+def _args(rendered, state_id):
+    body = rendered[state_id]
+    (fun,) = [key for key in body if not key.startswith("__")]
+    return fun, {k: v for item in body[fun] if isinstance(item, dict) for k, v in item.items()}
+
+
+def test_the_old_anubis_mine_entry_is_removed_by_the_idempotent_state(modules):
+    rendered = modules.state.show_sls("common.mine", pillar={})
+    assert isinstance(rendered, dict), rendered
+    fun, args = _args(rendered, "common-mine-legacy-anubis-targets-absent")
+    assert rendered["common-mine-legacy-anubis-targets-absent"]["__sls__"] == "common.mine"
+    assert fun == "opskit"
+    assert args["name"] == "anubis_targets"
+    assert "targets_absent" in rendered["common-mine-legacy-anubis-targets-absent"]["opskit"]
+
+
+def test_targets_absent_removes_only_the_named_entry_then_changes_nothing(
+    modules, states, minion_id
+):
+    modules.data.update("mine_cache", {"anubis_targets": OLD, "opskit_targets": CURRENT})
+    try:
+        preview = states.opskit.targets_absent(name="anubis_targets", timeout=2, test=True)
+        assert preview.result is None
+        assert preview.changes == {"anubis_targets": {"old": OLD, "new": None}}
+        assert modules.mine.get(minion_id, "anubis_targets") == {minion_id: OLD}
+
+        ret = states.opskit.targets_absent(name="anubis_targets", timeout=2)
+        assert ret.changes == {"anubis_targets": {"old": OLD, "new": None}}
+        assert ret.comment.startswith("Removed anubis_targets from the mine.")
+        # No master here to take the event the monitoring reactor listens for, and the
+        # state says so rather than pretending the monitoring hosts heard of it.
+        assert ret.result is False
+        assert "Sending the event opskit/targets/published to the master failed" in ret.comment
+        assert modules.mine.get(minion_id, "anubis_targets") == {}
+        assert modules.mine.get(minion_id, "opskit_targets") == {minion_id: CURRENT}
+
+        again = states.opskit.targets_absent(name="anubis_targets", timeout=2)
+        assert again.result is True
+        assert again.changes == {}
+        assert again.comment == f"The mine holds no anubis_targets for {minion_id}."
+    finally:
+        modules.data.update("mine_cache", {})
