@@ -5,7 +5,8 @@
 minion, in Prometheus ``file_sd`` shape). When it publishes something new it also sends
 the event ``opskit/targets/published`` to the master, where a reactor
 (``salt/reactor/opskit-targets.sls``) has the monitoring hosts rewrite their target
-files at once instead of at their next highstate.
+files at once instead of at their next highstate (a masterless minion, whose mine is
+its own, sends nothing).
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def _mine_settled(minion, name, wanted, timeout):
 
 
 def _notify(ret, minion, name):
-    """Tell the master (and its reactor) that this minion's mine entry changed."""
+    """Tell the master (and its reactor) that this minion's mine entry changed. A
+    masterless minion (``file_client: local``, where Salt's mine module keeps the mine
+    in the minion's own data store) has no master to tell."""
+    if __opts__.get("file_client") == "local":
+        ret["comment"] += f" Masterless: no master to send {EVENT_TAG} to."
+        return ret
     if __salt__["event.send"](EVENT_TAG, {"minion": minion, "mine": name}):
         return ret
     ret["result"] = False

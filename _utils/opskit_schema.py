@@ -17,10 +17,13 @@ unless allowed (then they are secret), IP addresses carry no scope id.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import re
 
 from salt.exceptions import SaltInvocationError
+
+log = logging.getLogger(__name__)
 
 try:
     import opskit_formats  # synced from file_roots, or module_dirs
@@ -385,16 +388,18 @@ class Map(Type):
     """A mapping with fixed fields ``{name: Type}``. Unknown keys are refused (listing
     the known ones; a subclass may say more in :meth:`unknown`) unless ``extra=True``,
     which passes them through unchecked; prefer :class:`DictOf` for open key sets.
-    ``removed`` maps keys that were options once to what to do instead: such a key is
-    refused with that text rather than as unknown."""
+    ``deprecated`` maps keys that were options once to what replaced them: such a key is
+    accepted and ignored (left out of the result) with a logged warning naming its key
+    path and that text, never its value, so a pillar written for an older opskit still
+    renders."""
 
     name = "mapping"
 
-    def __init__(self, fields: dict, *, extra=False, removed=None, **kw):
+    def __init__(self, fields: dict, *, extra=False, deprecated=None, **kw):
         super().__init__(**kw)
         self.fields = fields
         self.extra = extra
-        self.removed = dict(removed or {})
+        self.deprecated = dict(deprecated or {})
 
     def unknown(self, key) -> str:
         """The message for ``key``, which is no field."""
@@ -402,6 +407,17 @@ class Map(Type):
 
     def describe(self):
         return "a mapping with keys " + ", ".join(self.fields)
+
+    def _other_key(self, key, val, path, problems, *, secret, out):
+        """A key that is no field: passed through (``extra``), ignored with a warning
+        (``deprecated``) or refused."""
+        if self.extra and isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
+            out[key] = val
+        elif isinstance(key, str) and key in self.deprecated:
+            where = key_path(path, key)
+            log.warning("%s is deprecated and ignored: %s", where, self.deprecated[key])
+        else:
+            problems.add(key_path(path, key), val, self.unknown(key), secret)
 
     def empty(self):
         return {}
@@ -415,11 +431,7 @@ class Map(Type):
         out = {}
         for key, val in value.items():
             if key not in self.fields:
-                if self.extra and isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
-                    out[key] = val
-                    continue
-                message = self.removed.get(key) if isinstance(key, str) else None
-                problems.add(key_path(path, key), val, message or self.unknown(key), secret)
+                self._other_key(key, val, path, problems, secret=secret, out=out)
         for name, kind in self.fields.items():
             where = key_path(path, name)
             if name in value:

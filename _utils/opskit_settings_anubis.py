@@ -326,10 +326,10 @@ DOCKER = s.Map(
     doc="runtime docker: one container per instance in one compose project",
 )
 
-MINE_NAME_REMOVED = (
-    "removed after opskit 0.1.0: Anubis metrics targets are published by opskit.targets "
-    "(the mine entry opskit_targets) from the common formula's common.mine, which the "
-    "anubis formula includes; delete this key"
+MINE_NAME_DEPRECATED = (
+    "since opskit 0.1.0 Anubis metrics targets are published by opskit.targets (the mine "
+    "entry opskit_targets) from the common formula's common.mine, which the anubis "
+    "formula includes; delete this key (a later release will refuse it)"
 )
 
 SCHEMA = Settings(
@@ -389,7 +389,7 @@ SCHEMA = Settings(
             placeholder="<instance>",
         ),
     },
-    removed={"mine_name": MINE_NAME_REMOVED},
+    deprecated={"mine_name": MINE_NAME_DEPRECATED},
 )
 
 

@@ -349,10 +349,10 @@ class Pillar(s.Map):
         )
 
 
-MINE_REMOVED = (
-    "removed after opskit 0.1.0: scrape targets are published by "
-    "opskit.targets (the mine entry opskit_targets) from the common formula's "
-    "common.mine, which the exporters formula includes; delete this key"
+MINE_DEPRECATED = (
+    "since opskit 0.1.0 scrape targets are published by opskit.targets (the mine entry "
+    "opskit_targets) from the common formula's common.mine, which the exporters formula "
+    "includes; delete this key (a later release will refuse it)"
 )
 
 SCHEMA = Pillar(
@@ -397,7 +397,7 @@ SCHEMA = Pillar(
         ),
         **{name: exporter_schema(name, rules=True, nullable=True) for name in catalog.CATALOG},
     },
-    removed={"mine": MINE_REMOVED},
+    deprecated={"mine": MINE_DEPRECATED},
 )
 
 

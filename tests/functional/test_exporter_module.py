@@ -287,18 +287,15 @@ def test_scrape_uri_credentials_stay_out_of_state_arguments(modules):
         None,
     ],
 )
-def test_the_removed_mine_key_is_refused_saying_what_to_do(modules, mine):
+def test_the_deprecated_mine_key_still_renders_and_reaches_no_state(modules, mine):
     """`exporters:mine` configured the exporters' own mine function (gone: opskit.targets,
-    published by common.mine, is the one mechanism). A pillar that still sets it, even to
-    null, fails the render naming the key and what to do, rather than being ignored or
-    refused as an unknown key; no state is compiled."""
+    published by common.mine, is the one mechanism). A pillar written for the older
+    opskit still renders: the key is ignored (the schema logs a warning saying what
+    replaced it) and nothing of its value reaches a state, hostile values included."""
     pillar = {"exporters": {"node_exporter": {"version": "1.5.0"}, "mine": mine}}
-    error = _render_error(modules, pillar)
-    assert "exporters: 1 invalid setting" in error
-    assert "exporters:mine = " in error
-    assert "removed after opskit 0.1.0: scrape targets are published by opskit.targets" in error
-    assert "delete this key" in error
-    assert "unknown key" not in error
+    rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
+    assert _own(rendered) == ["exporters-install-node_exporter-installed"]
+    assert "attacker.example" not in str(rendered)
 
 
 @pytest.mark.parametrize(

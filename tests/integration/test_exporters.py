@@ -26,6 +26,10 @@ import re
 import pytest
 import requests
 
+from tests.integration.lab_helpers import bcrypt_hash
+from tests.integration.lab_helpers import changed
+from tests.integration.lab_helpers import failures
+from tests.integration.lab_helpers import sh
 from tests.lab.lab import load_inventory
 
 DB = "db-01.lab"
@@ -69,18 +73,6 @@ def render_error(lab, minion_id: str, sls: str, pillar: dict, test: bool = False
     ret = (result.data or {}).get(minion_id)
     assert isinstance(ret, list), f"expected a render error from {sls}, got {ret!r}"
     return "\n".join(ret)
-
-
-def failures(states: dict) -> dict:
-    return {sid: s["comment"] for sid, s in states.items() if s["result"] is False}
-
-
-def changed(states: dict) -> list[str]:
-    return sorted(sid for sid, s in states.items() if s["changes"])
-
-
-def sh(lab, minion_id: str, command: str, check: bool = True) -> str:
-    return lab.minions[minion_id].run(["bash", "-c", command], check=check, timeout=120).stdout
 
 
 def scrape(lab, minion_id: str, port: int) -> str:
@@ -345,18 +337,6 @@ def test_mine_publishes_scrape_targets_to_other_hosts(synced, database):
         body = requests.get(url, timeout=10).text
         prefix = {"node_exporter": "node_", "redis_exporter": "redis_up 1"}.get(name, "pg_up 1")
         assert re.search(rf"^{prefix}", body, re.MULTILINE), (name, body[-500:])
-
-
-def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash from the C library's crypt(3) (libxcrypt), as htpasswd -B makes."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10)  # noqa: S324 - bcrypt is what exporter-toolkit checks
-    return crypt.crypt(password, salt)
 
 
 def test_node_exporter_serves_tls_and_basic_auth_from_its_web_config(synced, database):

@@ -22,7 +22,10 @@ import time
 import pytest
 import requests
 
-from tests.integration.test_exporters import bcrypt_hash
+from tests.integration.lab_helpers import bcrypt_hash
+from tests.integration.lab_helpers import changed
+from tests.integration.lab_helpers import failures
+from tests.integration.lab_helpers import sh
 from tests.lab.lab import load_inventory
 
 MON = "mon-01.lab"
@@ -41,18 +44,6 @@ def apply(lab, minion_id: str, sls: str, *extra: str) -> dict:
     ret = (result.data or {}).get(minion_id)
     assert isinstance(ret, dict), f"state.apply {sls} on {minion_id}: {result!r}"
     return {state["__id__"]: state for state in ret.values()}
-
-
-def failures(states: dict) -> dict:
-    return {sid: s["comment"] for sid, s in states.items() if s["result"] is False}
-
-
-def changed(states: dict) -> list[str]:
-    return sorted(sid for sid, s in states.items() if s["changes"])
-
-
-def sh(lab, minion_id: str, command: str, check: bool = True) -> str:
-    return lab.minions[minion_id].run(["bash", "-c", command], check=check, timeout=120).stdout
 
 
 def wait_until(what: str, probe, timeout: float, interval: float = 2.0):

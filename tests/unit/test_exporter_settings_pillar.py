@@ -74,17 +74,16 @@ def test_every_problem_of_every_exporter_is_reported_together():
             "gpu_exporter": {"ensure": "absent"},
             "postgres_exporter": "yes",
             "nginx_exporter": {"version": "1.4.0", "ensure": "removed"},
-            "mine": {"enabled": True},
+            "mine": {"enabled": True},  # deprecated: ignored, not one of the problems
         }
     )
     found = {path: message for path, _, message in problems}
-    assert len(problems) == len(found) == 6
+    assert len(problems) == len(found) == 5
     assert found["exporters:node_exporter:version"].startswith("must be an exact release")
     assert found["exporters:redis_exporter"].startswith("flag --redis.password would put")
     assert found["exporters:gpu_exporter"] == UNKNOWN
     assert found["exporters:postgres_exporter"] == NOT_A_MAPPING
     assert found["exporters:nginx_exporter:ensure"] == "must be one of present, absent"
-    assert found["exporters:mine"] == settings.MINE_REMOVED
 
 
 def test_the_rules_run_only_on_options_the_schema_accepted():
@@ -97,13 +96,28 @@ def test_the_rules_run_only_on_options_the_schema_accepted():
     assert [p for p, _, _ in problems] == ["exporters:node_exporter:verify_timeout"]
 
 
-@pytest.mark.parametrize("mine", [{}, None, {"enabled": False}, "exporter_targets"])
-def test_the_removed_mine_key_is_refused_saying_what_to_do(mine):
-    _, problems = check({"mine": mine})
-    assert [(p, m) for p, _, m in problems] == [("exporters:mine", settings.MINE_REMOVED)]
-    assert "opskit.targets" in settings.MINE_REMOVED
-    assert "common formula" in settings.MINE_REMOVED
-    assert "delete this key" in settings.MINE_REMOVED
+@pytest.mark.parametrize(
+    "mine", [{}, None, {"enabled": False}, "exporter_targets", {"function": "x\nmaster: evil"}]
+)
+def test_the_deprecated_mine_key_is_ignored_with_a_warning_saying_what_to_do(mine, caplog):
+    """`exporters:mine` configured the exporters' own mine function, gone since
+    opskit.targets is the one mechanism. The pillar key stays accepted (a pillar written
+    for the older opskit still renders), its value goes nowhere, and a warning names the
+    key path and what replaced it, never the value."""
+    pillar = {"node_exporter": {"version": "1.8.2"}, "mine": mine}
+    with caplog.at_level("WARNING", logger="opskit_schema"):
+        result, problems = check(pillar)
+    assert problems == []
+    assert "mine" not in result
+    assert result["node_exporter"]["version"] == "1.8.2"
+    (record,) = [r for r in caplog.records if r.name == "opskit_schema"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"exporters:mine is deprecated and ignored: {settings.MINE_DEPRECATED}"
+    )
+    assert "opskit.targets" in settings.MINE_DEPRECATED
+    assert "common formula" in settings.MINE_DEPRECATED
+    assert "delete this key" in settings.MINE_DEPRECATED
     assert "mine" not in settings.SCHEMA.fields
     assert "exporters:mine" not in s.markdown_table(settings.SCHEMA, "exporters")
 

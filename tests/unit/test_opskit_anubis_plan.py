@@ -55,14 +55,17 @@ def test_instance_defaults_merge_under_each_instance_and_lists_are_replaced():
     assert result["instances"]["a"]["site"]["listen"] == 443
 
 
-def test_the_removed_mine_name_is_refused_saying_what_replaced_it():
-    with pytest.raises(opskit_schema.SettingsError) as err:
-        _validate({"a": _instance()}, mine_name="anubis_targets")
-    ((path, value, message),) = [p[:3] for p in err.value.problems]
-    assert (path, value) == ("anubis:mine_name", "'anubis_targets'")  # shown as repr
-    assert message.startswith("removed after opskit 0.1.0: Anubis metrics targets are ")
+def test_the_deprecated_mine_name_is_ignored_with_a_warning_saying_what_replaced_it(caplog):
+    with caplog.at_level("WARNING", logger="opskit_schema"):
+        result, problems = _validate({"a": _instance()}, mine_name="anubis_targets")
+    assert problems == []
+    assert "mine_name" not in result
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "opskit_schema"]
+    assert message == (
+        f"anubis:mine_name is deprecated and ignored: {settings_schema.MINE_NAME_DEPRECATED}"
+    )
     assert "opskit.targets" in message
-    assert message.endswith("delete this key")
+    assert "anubis_targets" not in message  # the key path and the advice, not the value
 
 
 def test_a_bad_instance_default_is_reported_under_instance_defaults():

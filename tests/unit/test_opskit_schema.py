@@ -282,18 +282,24 @@ def test_map_defaults_unknown_keys_and_nulls():
         s.validate(s.Map({"need": s.Str()}), {}, "f")
 
 
-def test_map_refuses_a_removed_key_with_its_own_text_and_lets_a_subclass_word_unknown_keys():
+def test_map_ignores_a_deprecated_key_with_a_warning_and_lets_a_subclass_word_unknown_keys(
+    caplog,
+):
     class Named(s.Map):
         def unknown(self, key):
             return f"no such thing {key!r}"
 
-    schema = Named({"a": s.Int(default=1)}, removed={"old": "removed in 2.0: use a"})
+    schema = Named({"a": s.Int(default=1)}, deprecated={"old": "use a instead"})
     assert s.validate(schema, {}, "f") == {"a": 1}
     assert "old" not in s.markdown_table(schema, "f")
+    with caplog.at_level("WARNING", logger="opskit_schema"):
+        assert s.validate(schema, {"old": "secret-value", "a": 4}, "f") == {"a": 4}
+    assert [r.getMessage() for r in caplog.records if r.name == "opskit_schema"] == [
+        "f:old is deprecated and ignored: use a instead"
+    ]
     with pytest.raises(s.SettingsError) as err:
         s.validate(schema, {"old": None, "zz": 2, 7: 3, "a": 4}, "f")
     assert err.value.problems == [
-        ("f:old", "None", "removed in 2.0: use a"),
         ("f:zz", "2", "no such thing 'zz'"),
         ("f:7", "3", "no such thing 7"),
     ]

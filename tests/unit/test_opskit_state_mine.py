@@ -78,3 +78,26 @@ def test_absent_waits_for_the_entry_to_go(monkeypatch):
     ret = _state(mine, monkeypatch).targets_absent("opskit_targets")
     assert ret["result"] is True, ret
     assert ret["changes"] == {"opskit_targets": {"old": TARGETS, "new": None}}
+
+
+def test_a_failed_event_to_the_master_fails_the_state_saying_what_it_means(monkeypatch):
+    mine = LateMine(None, 0)
+    module = _state(mine, monkeypatch)
+    module.__salt__["event.send"] = lambda tag, data: False
+    ret = module.targets_published("opskit_targets")
+    assert ret["result"] is False
+    assert ret["changes"] == {"opskit_targets": {"old": None, "new": TARGETS}}
+    assert ret["comment"].endswith(
+        "Sending the event opskit/targets/published to the master failed: monitoring "
+        "hosts pick the change up at their next highstate."
+    )
+
+
+def test_a_masterless_minion_sends_no_event_and_succeeds(monkeypatch):
+    mine = LateMine(None, 0)
+    module = _state(mine, monkeypatch)
+    module.__opts__["file_client"] = "local"
+    ret = module.targets_published("opskit_targets")
+    assert ret["result"] is True, ret
+    assert ret["comment"].endswith("Masterless: no master to send opskit/targets/published to.")
+    assert mine.events == []
