@@ -1,19 +1,20 @@
 """_utils/opskit_exporter_probe.py: the post-start /metrics check, against real HTTP(S)
-servers on 127.0.0.1 (plain, TLS with a throwaway trustme CA, TLS requiring a client
-certificate, basic auth). The unit state comes from a stand-in host object: systemd is
-the lab's part (tests/integration/test_exporters.py runs the real units)."""
+servers on 127.0.0.1 (tests/cmdb_servers.py's ScriptedServer: plain, TLS with a
+throwaway trustme CA, TLS requiring a client certificate, basic auth). The unit state
+comes from a stand-in host object: systemd is the lab's part
+(tests/integration/test_exporters.py runs the real units)."""
 
 from __future__ import annotations
 
-import http.server
-import ssl
-import threading
 import types
 
 import opskit_exporter_catalog as catalog
 import opskit_exporter_probe as probe
 import pytest
-import trustme
+
+from tests.cmdb_servers import Reply
+from tests.cmdb_servers import ScriptedServer
+from tests.cmdb_servers import Tls
 
 NODE_OK = b"# HELP node_boot_time_seconds x\nnode_boot_time_seconds 1.7e+09\n"
 REDIS_DOWN = b"redis_exporter_build_info 1\nredis_up 0\n"
@@ -21,45 +22,28 @@ PG_17 = b'pg_up 1\npg_static{server="db:5432",short_version="17.2",version="x"} 
 
 
 @pytest.fixture
-def exporter_server():
-    """Start ``start(status, body, tls=None|"server"|"client")``: an HTTP(S) server on
-    127.0.0.1 whose /metrics answers ``status`` and ``body`` (changeable through the
-    returned state); returns (port, state)."""
+def exporter_server(tmp_path):
+    """Start ``start(status, body, tls=None|"server"|"client")``: a scripted HTTP(S)
+    server on 127.0.0.1 (tests/cmdb_servers.py) whose every answer is ``status`` and
+    ``body`` until the test scripts others; returns (port, server)."""
     servers = []
-    ca = trustme.CA()
+    # The certificate names another host: the probe checks our own service on its
+    # loopback address, not the name in its certificate.
+    tls_files = Tls.create(tmp_path / "tls", names=("exporter.example",))
 
     def start(status=200, body=NODE_OK, tls=None):
-        state = {"status": status, "body": body}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                payload = state["body"] if self.path == "/metrics" else b"not found\n"
-                self.send_response(state["status"] if self.path == "/metrics" else 404)
-                if state["status"] == 401:
-                    self.send_header("WWW-Authenticate", 'Basic realm="exporter"')
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ca.issue_cert("exporter.example").configure_cert(context)
-            if tls == "client":  # exporter-toolkit's RequireAndVerifyClientCert
-                context.verify_mode = ssl.CERT_REQUIRED
-                ca.configure_trust(context)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        context = None
+        if tls:  # "client": exporter-toolkit's RequireAndVerifyClientCert
+            context = tls_files.server_context(require_client_cert=tls == "client")
+        server = ScriptedServer(context)
+        headers = {"WWW-Authenticate": 'Basic realm="exporter"'} if status == 401 else {}
+        server.script(Reply(status, body, headers))
         servers.append(server)
-        return server.server_address[1], state
+        return server.port, server
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def _probe(name, port, **overrides):
@@ -170,16 +154,11 @@ def _deployment(name, port, timeout=5, version=None):
 
 
 def test_verify_waits_for_the_unit_and_the_series(exporter_server):
-    port, state = exporter_server(status=503, body=b"starting")
+    port, server = exporter_server()
+    server.script(Reply(503, b"starting"), Reply(200, NODE_OK))
     host = Host("activating", "activating", "active")
-
-    def heal():
-        state.update(status=200, body=NODE_OK)
-
-    timer = threading.Timer(0.6, heal)
-    timer.start()
     detail = probe.verify(host, _deployment("node_exporter", port), interval=0.1)
-    timer.join()
+    assert len(server.received) == 2  # scraped only once the unit was active
     assert detail == f"http://127.0.0.1:{port}/metrics answers"
 
 
