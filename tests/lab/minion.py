@@ -22,7 +22,8 @@ from tests.lab.config import LabConfig
 from tests.lab.image import unmount_under
 from tests.lab.procs import LabError
 from tests.lab.procs import ProcessRegistry
-from tests.lab.procs import children
+from tests.lab.procs import container_init
+from tests.lab.procs import log_tail
 from tests.lab.procs import wait_for
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -165,27 +166,32 @@ class Minion:
     def leader_pid(self) -> int | None:
         """PID (on the host) of the container's systemd, or None if it is not running."""
         nspawn = self.registry.pid_of(self.process_name)
-        if nspawn is None:
-            return None
-        kids = children(nspawn)
-        return kids[0] if kids else None
+        return None if nspawn is None else container_init(nspawn)
 
     def wait_booted(self, timeout: float = 90) -> None:
         """Wait until systemd inside reports the system running (or degraded)."""
 
+        log = self.cfg.logs_dir / f"{self.process_name}.log"
+
         def booted():
             if self.registry.pid_of(self.process_name) is None:
-                raise LabError(f"systemd-nspawn for {self.minion_id} exited")
-            if self.leader_pid() is None:
-                return False
-            state = self.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+                raise LabError(
+                    f"systemd-nspawn for {self.minion_id} exited while booting; "
+                    f"the end of {log}:\n{log_tail(log)}"
+                )
+            leader = self.leader_pid()
+            if leader is None:
+                return False  # the container's PID 1 does not exist yet
+            # One PID for the whole check: if the container stops in between, nsenter
+            # fails, this poll says "not yet" and the next one reports nspawn's exit.
+            state = self._nsenter(leader, ["systemctl", "is-system-running"]).stdout.strip()
             return state in ("running", "degraded")
 
         wait_for(
             f"minion {self.minion_id} to boot (systemctl is-system-running)",
             booted,
             timeout,
-            hint=f"See {self.cfg.logs_dir / (self.process_name + '.log')}.",
+            hint=f"See {log}.",
         )
 
     def stop(self, timeout: float = 30) -> None:
@@ -225,7 +231,19 @@ class Minion:
         leader = self.leader_pid()
         if leader is None:
             raise LabError(f"minion {self.minion_id} is not running")
-        proc = subprocess.run(
+        proc = self._nsenter(leader, argv, timeout=timeout, input_text=input_text)
+        if check and proc.returncode != 0:
+            raise LabError(
+                f"on {self.minion_id}: {' '.join(argv)} exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
+        return proc
+
+    @staticmethod
+    def _nsenter(
+        leader: int, argv: list[str], timeout: float = 120, input_text: str | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
             ["nsenter", f"--target={leader}", "--all", "--", *argv],
             capture_output=True,
             text=True,
@@ -234,12 +252,6 @@ class Minion:
             env={"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb"},
             check=False,
         )
-        if check and proc.returncode != 0:
-            raise LabError(
-                f"on {self.minion_id}: {' '.join(argv)} exited {proc.returncode}: "
-                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
-            )
-        return proc
 
     def read_file(self, path: str) -> str:
         return self.run(["cat", path]).stdout

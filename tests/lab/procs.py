@@ -75,6 +75,40 @@ def children(pid: int) -> list[int]:
     return [kid.pid for kid in sorted(kids, key=_creation_order)]
 
 
+def log_tail(path: pathlib.Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log file, or a note saying it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        return f"(cannot read {path}: {err.strerror})"
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def pid_namespace(pid: int) -> str | None:
+    """The PID namespace ``pid`` runs in (``pid:[inode]``), or None if it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def container_init(pid: int) -> int | None:
+    """The direct child of ``pid`` that runs in a PID namespace of its own, or None.
+
+    ``systemd-nspawn`` starts a container in two steps (src/nspawn/nspawn.c): it clones
+    an "outer child" with ``CLONE_NEWNS`` only (``run``/``run_container``), which clones
+    the "inner child", the container's PID 1, with the requested namespaces, PID among
+    them (``outer_child``), and exits. Until then nspawn's only child is the outer one,
+    and entering *its* namespaces reaches the host's systemd, not the container's.
+    """
+    own = pid_namespace(pid)
+    for kid in children(pid):
+        namespace = pid_namespace(kid)
+        if namespace is not None and namespace != own:
+            return kid
+    return None
+
+
 def _creation_order(process) -> tuple:
     try:
         return (process.create_time(), process.pid)

@@ -12,9 +12,11 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from tests.lab.procs import ProcessRegistry
 from tests.lab.procs import children
+from tests.lab.procs import container_init
 from tests.lab.procs import is_running
 from tests.lab.procs import start_time
 
@@ -97,3 +99,38 @@ def test_children_are_listed_oldest_first():
         parent.kill()
         parent.wait()
     assert children(parent.pid) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a new PID namespace needs root (CAP_SYS_ADMIN)")
+def test_container_init_is_the_child_in_a_new_pid_namespace_not_the_older_one():
+    """The shape systemd-nspawn has while it starts a container: an older child in its own
+    PID namespace (the outer child) and a newer one in a new namespace (PID 1 inside).
+    Only the second is the container's init; before it exists there is none."""
+    code = (
+        "import ctypes, os, subprocess, sys\n"
+        "outer = subprocess.Popen(['sleep', '60'])\n"
+        "print(outer.pid, flush=True); sys.stdin.readline()\n"
+        "if ctypes.CDLL(None, use_errno=True).unshare(0x20000000) != 0:  # CLONE_NEWPID\n"
+        "    raise OSError(ctypes.get_errno(), 'unshare')\n"
+        "inner = subprocess.Popen(['sleep', '60'])\n"
+        "print(inner.pid, flush=True); sys.stdin.readline()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        outer = int(parent.stdout.readline())
+        assert children(parent.pid) == [outer]
+        assert container_init(parent.pid) is None
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        inner = int(parent.stdout.readline())
+        assert children(parent.pid) == [outer, inner]
+        assert container_init(parent.pid) == inner
+        assert container_init(inner) is None
+    finally:
+        for kid in psutil.Process(parent.pid).children():
+            kid.kill()
+        parent.kill()
+        parent.wait()
+    assert container_init(parent.pid) is None
