@@ -155,7 +155,8 @@ class Lab:
         conf_dir = cfg.state_dir / "apt-cacher-ng"
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / "acng.conf").write_text(
-            "SupportDir: /usr/lib/apt-cacher-ng\nExThreshold: 30\n", encoding="utf-8"
+            "SupportDir: /usr/lib/apt-cacher-ng\nExThreshold: 30\nFreshIndexMaxAge: 120\n",
+            encoding="utf-8",
         )
         argv = [
             "/usr/sbin/apt-cacher-ng",
@@ -291,14 +292,21 @@ class Lab:
                 peers=tuple(self.specs),
             )
             minion.start()
+        first, *others = self.minions.values()
         with concurrent.futures.ThreadPoolExecutor(len(self.minions)) as pool:
             list(pool.map(lambda m: m.wait_booted(timeout=120), self.minions.values()))
-            list(pool.map(self._ready_minion, self.minions.values()))
+            # Fresh package lists through the lab's apt proxy, so formulas install current
+            # packages no matter how old the cached image is. One minion refreshes the
+            # proxy's indexes first: apt-cacher-ng renews a stale index by moving it to
+            # "<file>.<unix time>", and two clients renewing the same index within one
+            # second collide ("Failure to move file ... File exists" in apt-cacher.err),
+            # leaving one of them hanging until apt gives up. The others then get the
+            # renewed copy, which stays fresh for FreshIndexMaxAge (acng.conf).
+            self._apt_update(first)
+            list(pool.map(self._apt_update, others))
+            list(pool.map(self._ready_docker, self.minions.values()))
 
-    def _ready_minion(self, minion: Minion) -> None:
-        # Fresh package lists through the lab's apt proxy, so formulas install current
-        # packages no matter how old the cached image is.
-        self._apt_update(minion)
+    def _ready_docker(self, minion: Minion) -> None:
         if minion.spec.docker:
             started = time.monotonic()
             info = docker_minion.wait_ready(minion)
