@@ -156,15 +156,16 @@ def _settings_module(formula: str):
             sys.path.remove(utils_dir)
 
 
-def _validated(formula: str, data):
-    """(normalised settings, None) or (None, SettingsError)."""
+def _validated(formula: str, data, deprecations: list | None = None):
+    """(normalised settings, None) or (None, SettingsError); deprecated keys met are
+    added to ``deprecations``."""
     if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
         raise CommandExecutionError(f"{formula!r} is not a formula name")
     module = _settings_module(formula)
     root = getattr(module, "ROOT", formula)
     data = getattr(module, "prepare", lambda settings: settings)(data)
     try:
-        result = opskit_schema.validate(module.SCHEMA, data, root=root)
+        result = opskit_schema.validate(module.SCHEMA, data, root=root, deprecations=deprecations)
     except opskit_schema.SettingsError as err:
         return None, err
     problems = opskit_schema.Problems()
@@ -226,6 +227,26 @@ def check(formula: str, data) -> list:
         f"{path}{' = ' + shown if shown else ''}: {message}"
         for path, shown, message in error.problems
     ]
+
+
+def deprecated(formula: str, data) -> list:
+    """
+    Return the keys of a formula's settings that are deprecated and ignored, one line
+    each (``anubis:mine_name is deprecated and ignored: <what replaced it>``), or an
+    empty list. Lines name the key path, never the value. Whether the settings are
+    otherwise valid is ``opskit.check``'s and ``opskit.settings``' business, not this
+    function's. The ``exporters`` and ``anubis`` formulas show these lines as the
+    warnings of a state, so that ``salt '*' state.apply`` prints them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' opskit.deprecated anubis "$(salt-call --out=json pillar.get anubis)"
+    """
+    notes: list = []
+    _validated(formula, data, notes)
+    return notes
 
 
 def mapdata(formula: str, settings) -> str:

@@ -59,9 +59,17 @@ class Problems:
 
     def __init__(self):
         self.items: list[tuple[str, str, str]] = []
+        self.deprecations: list[str] = []
 
     def add(self, path: str, value, message: str, secret: bool = False) -> None:
         self.items.append((path, mask(value) if secret else opskit_formats.shorten(value), message))
+
+    def deprecated(self, path: str, advice: str) -> None:
+        """A key that is ignored now: logged and kept with its key path and ``advice``
+        (what replaced it), never its value."""
+        note = f"{path} is deprecated and ignored: {advice}"
+        log.warning("%s", note)
+        self.deprecations.append(note)
 
     def __bool__(self):
         return bool(self.items)
@@ -389,9 +397,9 @@ class Map(Type):
     the known ones; a subclass may say more in :meth:`unknown`) unless ``extra=True``,
     which passes them through unchecked; prefer :class:`DictOf` for open key sets.
     ``deprecated`` maps keys that were options once to what replaced them: such a key is
-    accepted and ignored (left out of the result) with a logged warning naming its key
-    path and that text, never its value, so a pillar written for an older opskit still
-    renders."""
+    accepted and ignored (left out of the result) with a warning naming its key path and
+    that text, never its value, so a pillar written for an older opskit still renders;
+    the warning is logged and listed by :func:`validate` (``deprecations``)."""
 
     name = "mapping"
 
@@ -414,8 +422,7 @@ class Map(Type):
         if self.extra and isinstance(key, str) and _PLAIN_KEY_RE.fullmatch(key):
             out[key] = val
         elif isinstance(key, str) and key in self.deprecated:
-            where = key_path(path, key)
-            log.warning("%s is deprecated and ignored: %s", where, self.deprecated[key])
+            problems.deprecated(key_path(path, key), self.deprecated[key])
         else:
             problems.add(key_path(path, key), val, self.unknown(key), secret)
 
@@ -528,11 +535,14 @@ class OneOf(Type):
 # ---------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------
-def validate(schema: Type, data, root: str):
+def validate(schema: Type, data, root: str, deprecations: list | None = None):
     """Validate ``data`` against ``schema``; return it normalised with defaults applied,
-    or raise :class:`SettingsError` listing every problem."""
+    or raise :class:`SettingsError` listing every problem. A ``deprecations`` list gets
+    one line per deprecated key met (see :class:`Map`), valid settings or not."""
     problems = Problems()
     result = schema.validate(data, root, problems)
+    if deprecations is not None:
+        deprecations.extend(problems.deprecations)
     if problems or result is INVALID:
         raise SettingsError(root, problems.items)
     return result

@@ -1,6 +1,8 @@
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import mapdata as anubis with context %}
+{%- from tplroot ~ "/map.jinja" import mapdata as anubis, merged with context %}
+{%- from "common/macros.jinja" import deprecated_keys with context %}
 # Anubis instances (anubis@<name>) with nginx in front, as pillar anubis:instances says.
+{{- deprecated_keys("anubis", merged) }}
 {%- if anubis.instances %}
 include:
   - nginx

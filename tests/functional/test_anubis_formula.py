@@ -15,10 +15,13 @@ import socket
 import stat
 
 import opskit_formats
+import opskit_settings_anubis as settings_schema
 import pytest
+import salt.output
 import yaml
 
 from tests.conftest import REPO
+from tests.functional.sls import state_args
 
 EXAMPLE = yaml.safe_load((REPO / "salt" / "anubis" / "pillar.example").read_text())
 KEY = "5f" * 32  # a test key: it must never show up in rendered states or returns
@@ -303,6 +306,42 @@ def test_empty_pillar_is_harmless(modules):
         assert isinstance(rendered, dict), rendered
     rendered = _render(modules, {})
     assert list(rendered) == ["anubis-instances-none-test-succeed_without_changes"]
+
+
+@pytest.mark.parametrize("instances", [{}, {"app": _instance("127.0.0.1:8931", "0.0.0.0:9231")}])
+def test_the_deprecated_mine_name_is_a_warning_in_the_state_output(modules, instances):
+    """`anubis:mine_name` named the formula's own mine entry (gone: opskit.targets is the
+    one mechanism). The key is ignored, and a state that changes nothing carries the
+    warning to `state.apply` output, with or without instances; the value never shows."""
+    rendered = _render(modules, _pillar(instances, mine_name="legacy_targets\nmaster: x"))
+    notice = "anubis-deprecated-keys-test-configurable_test_state"
+    module, arguments = state_args(rendered, notice)
+    assert module == "test"
+    assert "configurable_test_state" in rendered[notice]["test"]
+    assert arguments["changes"] is False
+    assert arguments["result"] is True
+    assert arguments["warnings"] == [
+        f"anubis:mine_name is deprecated and ignored: {settings_schema.MINE_NAME_DEPRECATED}"
+    ]
+    assert "legacy_targets" not in str(rendered)
+    assert notice not in _render(modules, _pillar(instances))
+
+
+def test_the_deprecation_warning_is_printed_by_the_highstate_outputter(modules, minion_opts):
+    """Run the warning state itself (state.sls_id) and print its return the way
+    `salt '*' state.apply` does (Salt's highstate outputter)."""
+    ret = modules.state.sls_id(
+        "anubis-deprecated-keys-test-configurable_test_state",
+        "anubis",
+        pillar=_pillar({}, mine_name="x"),
+    )
+    assert ret.result is True
+    assert ret.changes == {}
+    printed = salt.output.out_format(
+        {"minion": ret.raw}, "highstate", {**minion_opts, "color": False}
+    )
+    assert "Warnings: anubis:mine_name is deprecated and ignored" in printed
+    assert re.search(r"^Warnings: +1$", printed, re.MULTILINE), printed
 
 
 def test_signing_key_from_pillar_is_never_rendered(modules):

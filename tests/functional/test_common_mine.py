@@ -5,20 +5,16 @@ the lab's master-side mine is exercised by tests/integration/test_monitoring.py.
 
 from __future__ import annotations
 
+from tests.functional.sls import state_args
+
 OLD = [{"targets": ["web-01:9201"], "labels": {"job": "anubis", "instance_name": "app"}}]
 CURRENT = [{"targets": ["web-01:9100"], "labels": {"job": "node_exporter"}}]
-
-
-def _args(rendered, state_id):
-    body = rendered[state_id]
-    (fun,) = [key for key in body if not key.startswith("__")]
-    return fun, {k: v for item in body[fun] if isinstance(item, dict) for k, v in item.items()}
 
 
 def test_the_old_anubis_mine_entry_is_removed_by_the_idempotent_state(modules):
     rendered = modules.state.show_sls("common.mine", pillar={})
     assert isinstance(rendered, dict), rendered
-    fun, args = _args(rendered, "common-mine-legacy-anubis-targets-absent")
+    fun, args = state_args(rendered, "common-mine-legacy-anubis-targets-absent")
     assert rendered["common-mine-legacy-anubis-targets-absent"]["__sls__"] == "common.mine"
     assert fun == "opskit"
     assert args["name"] == "anubis_targets"

@@ -5,8 +5,11 @@ without systemd (rendering, validation, refusals); installs run in the lab
 
 from __future__ import annotations
 
+import opskit_settings_exporters as exporter_settings
 import pytest
 from salt.exceptions import SaltInvocationError
+
+from tests.functional.sls import state_args
 
 REDIS_PASSWORD = "functional-redis-secret"
 BCRYPT = "$2y$10$" + "c" * 53
@@ -290,12 +293,26 @@ def test_scrape_uri_credentials_stay_out_of_state_arguments(modules):
 def test_the_deprecated_mine_key_still_renders_and_reaches_no_state(modules, mine):
     """`exporters:mine` configured the exporters' own mine function (gone: opskit.targets,
     published by common.mine, is the one mechanism). A pillar written for the older
-    opskit still renders: the key is ignored (the schema logs a warning saying what
-    replaced it) and nothing of its value reaches a state, hostile values included."""
+    opskit still renders: the key is ignored, a state that changes nothing carries the
+    warning (key path and what replaced it) to the state.apply output, and nothing of
+    the value reaches a state, hostile values included."""
     pillar = {"exporters": {"node_exporter": {"version": "1.5.0"}, "mine": mine}}
     rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
-    assert _own(rendered) == ["exporters-install-node_exporter-installed"]
+    notice = "exporters-deprecated-keys-test-configurable_test_state"
+    assert _own(rendered) == [notice, "exporters-install-node_exporter-installed"]
+    _, arguments = state_args(rendered, notice)
+    assert arguments["changes"] is False
+    assert arguments["result"] is True
+    assert arguments["warnings"] == [
+        f"exporters:mine is deprecated and ignored: {exporter_settings.MINE_DEPRECATED}"
+    ]
     assert "attacker.example" not in str(rendered)
+
+
+def test_no_deprecated_keys_no_warning_state(modules):
+    pillar = {"exporters": {"node_exporter": {"version": "1.5.0"}}}
+    rendered = _states_of(modules.state.show_sls("exporters", pillar=pillar))
+    assert _own(rendered) == ["exporters-install-node_exporter-installed"]
 
 
 @pytest.mark.parametrize(

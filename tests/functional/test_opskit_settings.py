@@ -120,3 +120,22 @@ def test_unknown_formula_says_what_to_do(modules, schema_dir):
         modules.opskit.settings("no-such-formula", {})
     with pytest.raises(Exception, match="is not a formula name"):
         modules.opskit.settings("../x", {})
+
+
+def test_deprecated_lists_ignored_keys_by_path_whether_the_rest_is_valid_or_not(modules):
+    """The real formulas' deprecated keys, through Salt's loader: one line per key with
+    what replaced it, never the value; other problems are opskit.settings' to report."""
+    hostile = "exporter_targets\nmaster: attacker.example"
+    notes = modules.opskit.deprecated(
+        "exporters", {"node_exporter": {"version": "1.5.0"}, "mine": {"function": hostile}}
+    )
+    assert len(notes) == 1
+    assert notes[0].startswith("exporters:mine is deprecated and ignored: since opskit 0.1.0")
+    assert "attacker" not in notes[0]
+    (anubis_note,) = modules.opskit.deprecated("anubis", {"mine_name": "y"})
+    assert anubis_note.startswith("anubis:mine_name is deprecated and ignored: since opskit")
+    invalid = {"mine_name": "x", "instances": "bad"}
+    assert modules.opskit.deprecated("anubis", invalid) == [anubis_note]
+    assert modules.opskit.deprecated("exporters", {"node_exporter": {}}) == []
+    with pytest.raises(Exception, match="is not a formula name"):
+        modules.opskit.deprecated("../x", {})

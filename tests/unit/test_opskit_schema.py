@@ -297,12 +297,31 @@ def test_map_ignores_a_deprecated_key_with_a_warning_and_lets_a_subclass_word_un
     assert [r.getMessage() for r in caplog.records if r.name == "opskit_schema"] == [
         "f:old is deprecated and ignored: use a instead"
     ]
+    notes = []
     with pytest.raises(s.SettingsError) as err:
-        s.validate(schema, {"old": None, "zz": 2, 7: 3, "a": 4}, "f")
+        s.validate(schema, {"old": None, "zz": 2, 7: 3, "a": 4}, "f", deprecations=notes)
     assert err.value.problems == [
         ("f:zz", "2", "no such thing 'zz'"),
         ("f:7", "3", "no such thing 7"),
     ]
+    assert notes == ["f:old is deprecated and ignored: use a instead"]  # invalid or not
+
+
+def test_validate_lists_each_deprecated_key_met_by_path_never_by_value():
+    schema = s.Map(
+        {"inner": s.Map({"b": s.Int(default=2)}, deprecated={"gone": "say b"})},
+        deprecated={"old": "use inner"},
+    )
+    notes = []
+    result = s.validate(schema, {"old": "v1", "inner": {"gone": "v2"}}, "f", deprecations=notes)
+    assert result == {"inner": {"b": 2}}
+    assert notes == [
+        "f:old is deprecated and ignored: use inner",
+        "f:inner:gone is deprecated and ignored: say b",
+    ]
+    notes = []
+    s.validate(schema, {"inner": {}}, "f", deprecations=notes)
+    assert notes == []
 
 
 HOSTILE_KEYS = ["a b", "a\nb", "x:\n  y", "a\u2028", ";", "{}", "$(id)", "../x", "%n", 5, None]

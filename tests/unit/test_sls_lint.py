@@ -31,6 +31,7 @@ MACROS = {
     "nginx_site": "salt/nginx/macros.jinja",
     "nginx_site_absent": "salt/nginx/macros.jinja",
     "_check_name": "salt/nginx/macros.jinja",
+    "deprecated_keys": "salt/common/macros.jinja",
 }
 
 # Not yet converted: file -> (owner area, offences when listed). Shrinks only.
