@@ -184,7 +184,8 @@ class Minion:
                 return False  # the container's PID 1 does not exist yet
             # One PID for the whole check: if the container stops in between, nsenter
             # fails, this poll says "not yet" and the next one reports nspawn's exit.
-            state = self._nsenter(leader, ["systemctl", "is-system-running"]).stdout.strip()
+            systemctl = ["systemctl", "is-system-running"]
+            state = self._nsenter(leader, systemctl, timeout=15).stdout.strip()
             return state in ("running", "degraded")
 
         wait_for(
