@@ -156,16 +156,20 @@ def _settings_module(formula: str):
             sys.path.remove(utils_dir)
 
 
-def _validated(formula: str, data, deprecations: list | None = None):
-    """(normalised settings, None) or (None, SettingsError); deprecated keys met are
-    added to ``deprecations``."""
+def _schema_input(formula: str, data):
+    """(the formula's schema module, its key path root, ``data`` as the schema reads it)."""
     if not isinstance(formula, str) or not _FORMULA_RE.fullmatch(formula):
         raise CommandExecutionError(f"{formula!r} is not a formula name")
     module = _settings_module(formula)
     root = getattr(module, "ROOT", formula)
-    data = getattr(module, "prepare", lambda settings: settings)(data)
+    return module, root, getattr(module, "prepare", lambda settings: settings)(data)
+
+
+def _validated(formula: str, data):
+    """(normalised settings, None) or (None, SettingsError)."""
+    module, root, data = _schema_input(formula, data)
     try:
-        result = opskit_schema.validate(module.SCHEMA, data, root=root, deprecations=deprecations)
+        result = opskit_schema.validate(module.SCHEMA, data, root=root)
     except opskit_schema.SettingsError as err:
         return None, err
     problems = opskit_schema.Problems()
@@ -233,10 +237,10 @@ def deprecated(formula: str, data) -> list:
     """
     Return the keys of a formula's settings that are deprecated and ignored, one line
     each (``anubis:mine_name is deprecated and ignored: <what replaced it>``), or an
-    empty list. Lines name the key path, never the value. Whether the settings are
-    otherwise valid is ``opskit.check``'s and ``opskit.settings``' business, not this
-    function's. The ``exporters`` and ``anubis`` formulas show these lines as the
-    warnings of a state, so that ``salt '*' state.apply`` prints them.
+    empty list. Lines name the key path, never the value. Nothing else is checked
+    (that is ``opskit.check``'s and ``opskit.settings``' business), so this is cheap to
+    call next to ``opskit.settings``. The ``exporters`` and ``anubis`` formulas show
+    these lines as the warnings of a state, so that ``salt '*' state.apply`` prints them.
 
     CLI Example:
 
@@ -244,9 +248,8 @@ def deprecated(formula: str, data) -> list:
 
         salt '*' opskit.deprecated anubis "$(salt-call --out=json pillar.get anubis)"
     """
-    notes: list = []
-    _validated(formula, data, notes)
-    return notes
+    module, root, data = _schema_input(formula, data)
+    return opskit_schema.deprecations(module.SCHEMA, data, root)
 
 
 def mapdata(formula: str, settings) -> str:

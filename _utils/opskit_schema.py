@@ -59,20 +59,21 @@ class Problems:
 
     def __init__(self):
         self.items: list[tuple[str, str, str]] = []
-        self.deprecations: list[str] = []
 
     def add(self, path: str, value, message: str, secret: bool = False) -> None:
         self.items.append((path, mask(value) if secret else opskit_formats.shorten(value), message))
 
     def deprecated(self, path: str, advice: str) -> None:
-        """A key that is ignored now: logged and kept with its key path and ``advice``
-        (what replaced it), never its value."""
-        note = f"{path} is deprecated and ignored: {advice}"
-        log.warning("%s", note)
-        self.deprecations.append(note)
+        """A key that is ignored now: logged with its key path and ``advice`` (what
+        replaced it), never its value."""
+        log.warning("%s", deprecation_note(path, advice))
 
     def __bool__(self):
         return bool(self.items)
+
+
+def deprecation_note(path: str, advice: str) -> str:
+    return f"{path} is deprecated and ignored: {advice}"
 
 
 def mask(value) -> str:
@@ -399,7 +400,7 @@ class Map(Type):
     ``deprecated`` maps keys that were options once to what replaced them: such a key is
     accepted and ignored (left out of the result) with a warning naming its key path and
     that text, never its value, so a pillar written for an older opskit still renders;
-    the warning is logged and listed by :func:`validate` (``deprecations``)."""
+    the warning is logged, and :func:`deprecations` lists such keys."""
 
     name = "mapping"
 
@@ -535,17 +536,43 @@ class OneOf(Type):
 # ---------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------
-def validate(schema: Type, data, root: str, deprecations: list | None = None):
+def validate(schema: Type, data, root: str):
     """Validate ``data`` against ``schema``; return it normalised with defaults applied,
-    or raise :class:`SettingsError` listing every problem. A ``deprecations`` list gets
-    one line per deprecated key met (see :class:`Map`), valid settings or not."""
+    or raise :class:`SettingsError` listing every problem."""
     problems = Problems()
     result = schema.validate(data, root, problems)
-    if deprecations is not None:
-        deprecations.extend(problems.deprecations)
     if problems or result is INVALID:
         raise SettingsError(root, problems.items)
     return result
+
+
+def deprecations(schema: Type, data, root: str) -> list[str]:
+    """The deprecated keys in ``data`` (see :class:`Map`), one line each with its key
+    path and what replaced it, never its value. Only walks ``data`` along the schema:
+    nothing is converted, checked or logged, so it costs far less than :func:`validate`;
+    a part of ``data`` of the wrong type is not walked (validation refuses it)."""
+    notes: list[str] = []
+
+    def walk(kind, value, path):
+        if isinstance(kind, Map) and isinstance(value, dict):
+            for key, val in value.items():
+                if key in kind.fields:
+                    walk(kind.fields[key], val, key_path(path, key))
+                elif isinstance(key, str) and key in kind.deprecated:
+                    notes.append(deprecation_note(key_path(path, key), kind.deprecated[key]))
+        elif isinstance(kind, DictOf) and isinstance(value, dict):
+            for key, val in value.items():
+                walk(kind.value, val, key_path(path, key))
+        elif isinstance(kind, List) and isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(kind.item, item, f"{path}:{index}")
+        elif isinstance(kind, OneOf):
+            taking = [a for a in kind.alternatives if a.takes(value)]
+            if taking:
+                walk(taking[0], value, path)
+
+    walk(schema, data, root)
+    return notes
 
 
 def masked(kind: Type, value):

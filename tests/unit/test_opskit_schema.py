@@ -297,31 +297,48 @@ def test_map_ignores_a_deprecated_key_with_a_warning_and_lets_a_subclass_word_un
     assert [r.getMessage() for r in caplog.records if r.name == "opskit_schema"] == [
         "f:old is deprecated and ignored: use a instead"
     ]
-    notes = []
     with pytest.raises(s.SettingsError) as err:
-        s.validate(schema, {"old": None, "zz": 2, 7: 3, "a": 4}, "f", deprecations=notes)
+        s.validate(schema, {"old": None, "zz": 2, 7: 3, "a": 4}, "f")
     assert err.value.problems == [
         ("f:zz", "2", "no such thing 'zz'"),
         ("f:7", "3", "no such thing 7"),
     ]
-    assert notes == ["f:old is deprecated and ignored: use a instead"]  # invalid or not
+    invalid = {"old": None, "zz": 2, 7: 3, "a": "x"}
+    assert s.deprecations(schema, invalid, "f") == [
+        "f:old is deprecated and ignored: use a instead"
+    ]
 
 
-def test_validate_lists_each_deprecated_key_met_by_path_never_by_value():
+def test_deprecations_walks_maps_dicts_lists_and_alternatives_by_path_never_by_value():
+    inner = s.Map({"b": s.Int(default=2)}, deprecated={"gone": "say b"})
     schema = s.Map(
-        {"inner": s.Map({"b": s.Int(default=2)}, deprecated={"gone": "say b"})},
+        {
+            "inner": inner,
+            "named": s.DictOf(s.Str(r"[a-z]+"), inner),
+            "listed": s.List(inner),
+            "either": s.OneOf(s.Int(), inner),
+        },
         deprecated={"old": "use inner"},
     )
-    notes = []
-    result = s.validate(schema, {"old": "v1", "inner": {"gone": "v2"}}, "f", deprecations=notes)
-    assert result == {"inner": {"b": 2}}
+    data = {
+        "old": "v1",
+        "inner": {"gone": "v2"},
+        "named": {"x": {"gone": "v3", "b": 1}, "y": {}},
+        "listed": [{}, {"gone": "v4"}],
+        "either": {"gone": "v5"},
+        "zz": {"gone": "not walked: zz is no field"},
+    }
+    notes = s.deprecations(schema, data, "f")
     assert notes == [
         "f:old is deprecated and ignored: use inner",
         "f:inner:gone is deprecated and ignored: say b",
+        "f:named:x:gone is deprecated and ignored: say b",
+        "f:listed:1:gone is deprecated and ignored: say b",
+        "f:either:gone is deprecated and ignored: say b",
     ]
-    notes = []
-    s.validate(schema, {"inner": {}}, "f", deprecations=notes)
-    assert notes == []
+    assert not [value for value in ("v1", "v2", "v3", "v4", "v5") if value in str(notes)]
+    assert s.deprecations(schema, {"inner": {}, "either": 3}, "f") == []
+    assert s.deprecations(schema, "not a mapping", "f") == []
 
 
 HOSTILE_KEYS = ["a b", "a\nb", "x:\n  y", "a\u2028", ";", "{}", "$(id)", "../x", "%n", 5, None]

@@ -1,5 +1,6 @@
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import mapdata as exporters, wanted with context %}
+{%- from tplroot ~ "/map.jinja" import mapdata as exporters, wanted, merged with context %}
+{%- from "common/macros.jinja" import deprecated_keys with context %}
 {#- Every exporter in pillar `exporters`: installed as configured (exporter.installed),
     or removed with `ensure: absent`. map.jinja has validated the whole mapping
     (opskit.settings) before anything here renders. Options reach the states as data
@@ -37,3 +38,4 @@ exporters-install-nginx-package-installed:
 {%-     endif %}
 {%-   endif %}
 {%- endfor %}
+{{- deprecated_keys("exporters", merged) }}
