@@ -47,6 +47,7 @@ from tests.lab.image import prune_idle
 from tests.lab.image import unmount_under
 from tests.lab.procs import LabError
 from tests.lab.procs import file_lock
+from tests.lab.procs import tail_lines
 from tests.lab.procs import wait_for
 
 DATA_ROOT = "/var/lib/docker"
@@ -127,7 +128,7 @@ def chroot(root: pathlib.Path, argv: list[str], timeout: float = 600) -> str:
         check=False,
     )
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = tail_lines(proc.stdout + proc.stderr)
         raise LabError(
             f"in the chroot {root}: {' '.join(argv)} failed ({proc.returncode}):\n{tail}"
         )

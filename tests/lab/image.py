@@ -23,6 +23,7 @@ from tests.lab.config import LabConfig
 from tests.lab.config import pinned_salt_version
 from tests.lab.procs import LabError
 from tests.lab.procs import file_lock
+from tests.lab.procs import tail_lines
 
 SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("OPSKIT_LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -70,7 +71,7 @@ def _log(message: str) -> None:
 def _run(argv: list[str], **kwargs) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = tail_lines(proc.stdout + proc.stderr)
         raise LabError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{tail}")
 
 

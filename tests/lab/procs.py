@@ -75,13 +75,18 @@ def children(pid: int) -> list[int]:
     return [kid.pid for kid in sorted(kids, key=_creation_order)]
 
 
+def tail_lines(text: str, lines: int = 15) -> str:
+    """The last ``lines`` lines of ``text`` (a command's output, a log), for messages."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 def log_tail(path: pathlib.Path, lines: int = 15) -> str:
     """The last ``lines`` lines of a log file, or a note saying it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
         return f"(cannot read {path}: {err.strerror})"
-    return "\n".join(text.strip().splitlines()[-lines:])
+    return tail_lines(text, lines)
 
 
 def pid_namespace(pid: int) -> str | None:
